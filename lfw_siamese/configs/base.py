@@ -1,0 +1,58 @@
+"""Every configuration field, with the reference's values; the other configs override a few."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the full set of fields, set to the reference (seed report) model."""
+  config = ml_collections.ConfigDict()
+
+  config.data = ml_collections.ConfigDict()
+  config.data.lfw_dir = ''  # Empty: the LFW_DIR environment variable, then TFDS's manual dir.
+  config.data.tfds_dir = ''  # Empty: TFDS_DATA_DIR, then ~/tensorflow_datasets.
+  config.data.cache_dir = ''  # Decoded-image cache; empty: <tfds_dir>/lfw_siamese_cache.
+  config.data.variant = 'deepfunneled'  # original | funneled | deepfunneled | lfwa
+  config.data.protocol = 'view1'  # view1 | view2 (then data.fold is the held-out fold)
+  config.data.fold = 0
+  config.data.paradigm = 'restricted'  # restricted (given pairs) | unrestricted (identities)
+  config.data.color = 'grayscale'  # grayscale | rgb
+  config.data.crop = 0  # Side of a face-centred square crop in source pixels; 0 keeps 250x250.
+  config.data.image_size = 250  # Side after crop and resize.
+  config.data.validation_fraction = 0.025
+  config.data.pairs_per_epoch = 0  # Unrestricted: pairs drawn per epoch; 0 means as many as View 1.
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.flip = False  # Random horizontal flips of each image.
+  config.augment.affine = False  # Koch et al.'s random affine distortions.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.conv_filters = (64, 64)  # One entry per conv block.
+  config.model.conv_kernels = (3, 3)
+  config.model.conv_strides = (2, 2)
+  config.model.max_pool = (False, False)  # 2x2 max-pool after a block (Koch et al.).
+  config.model.padding = 'VALID'  # Keras' default.
+  config.model.residual = False
+  config.model.norm = 'none'  # none | group
+  config.model.dropout = 0.5  # After each conv block, as the reference.
+  config.model.dense_units = 1024
+  config.model.dense_activation = 'sigmoid'  # sigmoid | relu | none
+  config.model.head = 'weighted_l1'  # weighted_l1 | l2 | cosine
+  config.model.init = 'default'  # default (Keras-like glorot) | koch2015
+  config.model.compute_dtype = 'float32'  # float32 | bfloat16 (mixed precision)
+
+  config.loss = 'bce'  # bce | contrastive | triplet
+  config.margin = 1.0  # For the contrastive and triplet losses.
+  config.l2_weight = 0.01  # Keras' l2() default, on conv and dense kernels.
+
+  config.optimizer = 'adam'  # adam | rmsprop | sgd
+  config.learning_rate = 6e-5
+  config.momentum = 0.9  # sgd
+  config.lr_schedule = 'constant'  # constant | cosine | exponential
+  config.lr_decay_per_epoch = 0.99  # exponential
+
+  config.batch_size = 64
+  config.num_epochs = 30
+  config.seed = 0
+  config.tta_flip = False  # Average scores of the images and their mirror images.
+  config.log_every_steps = 10
+  return config
