@@ -1,0 +1,66 @@
+"""Shared fixtures: a fake LFW built once per session, and real LFW when LFW_DIR is set."""
+
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import fake_lfw as fake_lfw_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def data_config(**overrides):
+  """config.data of the base config, with overrides."""
+  from lfw_siamese.configs import base  # pylint: disable=g-import-not-at-top
+  data = base.get_config().data
+  data.update(overrides)
+  return data
+
+
+@pytest.fixture(scope='session')
+def fake_lfw(tmp_path_factory) -> pathlib.Path:
+  """A fake LFW tree (deep-funneled layout, 30 people), shared by the session: do not modify it.
+
+  To change files, build your own with fake_lfw.make_fake_lfw(tmp_path, ...).
+  """
+  return fake_lfw_lib.make_fake_lfw(tmp_path_factory.mktemp('fake_lfw'))
+
+
+@pytest.fixture(scope='session')
+def _fake_tfds_dir(fake_lfw, tmp_path_factory) -> pathlib.Path:
+  return tmp_path_factory.mktemp('fake_tfds')
+
+
+@pytest.fixture
+def fake_data_config(fake_lfw, _fake_tfds_dir):
+  """config.data reading the session's fake LFW (TFDS dir and cache shared by the session)."""
+  return data_config(lfw_dir=str(fake_lfw), tfds_dir=str(_fake_tfds_dir))
+
+
+@pytest.fixture(scope='session')
+def real_lfw_dir() -> pathlib.Path:
+  """The real LFW folder from LFW_DIR; skips the test when LFW_DIR is unset."""
+  if not os.environ.get('LFW_DIR'):
+    pytest.skip('LFW_DIR is unset: point it at an extracted LFW (e.g. ../shared/lfw) to run this')
+  return pathlib.Path(os.environ['LFW_DIR'])
+
+
+@pytest.fixture(scope='session')
+def _real_tfds_dir(real_lfw_dir, tmp_path_factory) -> str:
+  """Prepares the real LFW TFDS datasets once per session; $TFDS_DATA_DIR (CI reuses it) or tmp."""
+  from lfw_siamese import tfds_lfw  # pylint: disable=g-import-not-at-top
+  tfds_dir = os.environ.get('TFDS_DATA_DIR') or str(tmp_path_factory.mktemp('real_tfds'))
+  started = time.perf_counter()
+  tfds_lfw.prepare(data_config(lfw_dir=str(real_lfw_dir), tfds_dir=tfds_dir))
+  print(f'\nreal LFW TFDS datasets ready in {tfds_dir} after '
+        f'{time.perf_counter() - started:.1f} s', file=sys.stderr)
+  return tfds_dir
+
+
+@pytest.fixture
+def real_data_config(real_lfw_dir, _real_tfds_dir):
+  """config.data for real LFW (skips when LFW_DIR is unset), datasets prepared once per session."""
+  return data_config(lfw_dir=str(real_lfw_dir), tfds_dir=_real_tfds_dir)
