@@ -1,0 +1,72 @@
+"""Embeds a folder of face images: `python -m lfw_siamese.embed --workdir DIR FOLDER --output E.npz`
+
+The .npz holds `paths` (str (N,), relative to FOLDER), `embeddings` (float32 (N, D), the encoder's
+output as the pair head sees it) and, when the run used test-time flips, `embeddings_flipped`.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from lfw_siamese import image_io
+from lfw_siamese import lists
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog='python -m lfw_siamese.embed',
+      description='Embed every image under a folder (recursively) with a trained workdir.')
+  parser.add_argument('--workdir', required=True, help='a training workdir')
+  parser.add_argument('folder', help='folder of images (searched recursively)')
+  parser.add_argument('--output', required=True, metavar='EMB.npz')
+  parser.add_argument('--skip-bad', action='store_true',
+                      help='skip unreadable images (listed on stderr) instead of failing')
+  parser.add_argument('--max-pixels', type=int, default=image_io.DEFAULT_MAX_PIXELS)
+  parser.add_argument('--batch-size', type=int, default=64)
+  return parser
+
+
+def embed_folder(verifier, folder: str, *, skip_bad: bool = False) -> dict[str, np.ndarray]:
+  """{'paths', 'embeddings'[, 'embeddings_flipped']} for every image file under `folder`."""
+  paths, images = [], []
+  for path in image_io.find_images(folder):
+    try:
+      images.append(verifier.load_image(path))
+    except image_io.ImageFileError as e:
+      if not skip_bad:
+        raise
+      print(f'skipped: {e}', file=sys.stderr)
+      continue
+    paths.append(os.path.relpath(path, folder))
+  if not paths:
+    raise image_io.ImageFileError(folder, 'no readable image files in it '
+                                  f'(extensions {", ".join(image_io.IMAGE_EXTENSIONS)})')
+  batch = np.stack(images)
+  result = {'paths': np.array(paths), 'embeddings': verifier.encode(batch)}
+  if verifier.tta_flip:
+    result['embeddings_flipped'] = verifier.encode(batch, flip=True)
+  return result
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    from lfw_siamese import inference  # pylint: disable=g-import-not-at-top  (JAX loads slowly)
+    image_io.find_images(args.folder)  # A missing folder fails before the model loads.
+    verifier = inference.load(args.workdir, batch_size=args.batch_size,
+                              max_pixels=args.max_pixels)
+    result = embed_folder(verifier, args.folder, skip_bad=args.skip_bad)
+  except (image_io.ImageFileError, FileNotFoundError, ValueError, lists.LfwDataError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+  np.savez(args.output, **result)
+  print(f'{len(result["paths"])} images -> {args.output} (embeddings '
+        f'{result["embeddings"].shape[1]}-d)')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

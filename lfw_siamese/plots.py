@@ -1,0 +1,174 @@
+"""PNG figures of a run: learning curves, ROC, score histograms, example pairs (matplotlib, Agg)."""
+
+import json
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.ticker  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+_SAME_COLOUR, _DIFFERENT_COLOUR = '#1b7837', '#b2182b'
+
+
+def read_metrics(path: str) -> list[dict]:
+  """Rows of a metrics.jsonl file (one JSON object per epoch); blank lines are skipped."""
+  rows = []
+  with open(path) as f:
+    for line_number, line in enumerate(f, 1):
+      if line.strip():
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+          raise ValueError(f'{path}:{line_number}: expected a JSON object, got {line.strip()!r}'
+                           f' ({e.msg})') from None
+  return rows
+
+
+def _save(figure, path: str) -> str:
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  figure.savefig(path, dpi=110, bbox_inches='tight')
+  plt.close(figure)
+  return path
+
+
+def learning_curves(rows: Sequence[Mapping], path: str, best_epoch: int | None = None) -> str:
+  """Loss and accuracy (at probability 0.5) per epoch, train and validation, side by side."""
+  figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for axis, quantity in zip(axes, ('loss', 'acc')):
+    for split, style in (('train', '-o'), ('val', '-s')):
+      points = [(r['epoch'], r[f'{split}_{quantity}']) for r in rows
+                if r.get(f'{split}_{quantity}') is not None]
+      if points:
+        epochs, values = zip(*points)
+        axis.plot(epochs, values, style, markersize=3,
+                  label={'train': 'train', 'val': 'validation'}[split])
+    if best_epoch:
+      axis.axvline(best_epoch, color='grey', linestyle=':', label=f'best epoch ({best_epoch})')
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set_xlabel('epoch')
+    axis.set_ylabel({'loss': 'loss', 'acc': 'accuracy at probability 0.5'}[quantity])
+    axis.set_title({'loss': 'Loss', 'acc': 'Accuracy'}[quantity])
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize='small')
+  return _save(figure, path)
+
+
+def roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = 'ROC',
+        faint_curves: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+        faint_label: str = '') -> str:
+  """ROC curves, one per label (the label should carry its AUC), with the chance diagonal.
+
+  `faint_curves` (per-fold curves, say) are drawn thin and grey under the labelled ones.
+  """
+  figure, axis = plt.subplots(figsize=(4.8, 4.6))
+  for i, (fpr, tpr) in enumerate(faint_curves):
+    axis.plot(fpr, tpr, color='grey', alpha=0.35, linewidth=0.8,
+              label=faint_label if i == 0 and faint_label else None)
+  for label, (fpr, tpr) in curves.items():
+    axis.plot(fpr, tpr, label=label)
+  axis.plot([0, 1], [0, 1], ':', color='grey', label='chance')
+  axis.set_xlim(0, 1)
+  axis.set_ylim(0, 1.01)
+  axis.set_xlabel('false accept rate (different pairs called same)')
+  axis.set_ylabel('true accept rate')
+  axis.set_title(title)
+  axis.grid(alpha=0.3)
+  axis.legend(loc='lower right', fontsize='small')
+  return _save(figure, path)
+
+
+def score_histograms(scores: np.ndarray, labels: np.ndarray, threshold: float, path: str,
+                     title: str = 'Scores of test pairs') -> str:
+  """Histograms of same-person probabilities for same and different pairs, with the threshold."""
+  scores, labels = np.asarray(scores), np.asarray(labels)
+  figure, axis = plt.subplots(figsize=(6, 3.8))
+  # Bins over the scores' own range: a model's probabilities often sit in a narrow band.
+  low, high = scores.min(), scores.max()
+  margin = max(high - low, 1e-6) * 0.02
+  bins = np.linspace(low - margin, high + margin, 41)
+  axis.hist(scores[labels == 1], bins=bins, alpha=0.6, color=_SAME_COLOUR,
+            label=f'same person ({int((labels == 1).sum())})')
+  axis.hist(scores[labels == 0], bins=bins, alpha=0.6, color=_DIFFERENT_COLOUR,
+            label=f'different people ({int((labels == 0).sum())})')
+  axis.axvline(threshold, color='black', linestyle='--', label=f'threshold {threshold:.3f}')
+  axis.set_xlabel('same-person probability')
+  axis.set_ylabel('pairs')
+  axis.set_title(title)
+  axis.legend(fontsize='small')
+  return _save(figure, path)
+
+
+def example_pairs(images: np.ndarray, labels: np.ndarray, scores: np.ndarray, threshold: float,
+                  path: str, per_group: int = 4, seed: int = 0) -> str:
+  """A grid of test pairs in four rows: same/different, classified correctly/incorrectly.
+
+  Args:
+    images: uint8 (N, 2, H, W, C) pairs as the model saw them.
+    labels: (N,) 1 = same person.
+    scores: (N,) same-person probabilities.
+    threshold: "same" when score >= threshold.
+    path: where to write the PNG.
+    per_group: pairs shown per row (drawn with a fixed seed).
+    seed: which pairs are drawn.
+  """
+  images, labels, scores = np.asarray(images), np.asarray(labels), np.asarray(scores)
+  predicted_same = scores >= threshold
+  groups = (
+      ('same, called same', (labels == 1) & predicted_same),
+      ('different, called different', (labels == 0) & ~predicted_same),
+      ('same, called different (miss)', (labels == 1) & ~predicted_same),
+      ('different, called same (false accept)', (labels == 0) & predicted_same),
+  )
+  rng = np.random.default_rng(seed)
+  figure, axes = plt.subplots(len(groups), per_group, figsize=(2.3 * per_group, 1.55 * len(groups)),
+                              squeeze=False)
+  for row, (name, mask) in enumerate(groups):
+    indices = np.flatnonzero(mask)
+    chosen = np.sort(rng.choice(indices, size=min(per_group, indices.size), replace=False))
+    correct = 'miss' not in name and 'false' not in name
+    for column in range(per_group):
+      axis = axes[row, column]
+      axis.set_xticks([])
+      axis.set_yticks([])
+      for spine in axis.spines.values():
+        spine.set_visible(False)
+      if column == 0:
+        axis.set_ylabel(f'{name}\n({indices.size})', fontsize=7, rotation=0, ha='right',
+                        va='center')
+      if column >= chosen.size:
+        continue
+      index = chosen[column]
+      gap = np.full((images.shape[2], max(1, images.shape[3] // 16), images.shape[4]), 255,
+                    images.dtype)
+      pair = np.concatenate([images[index, 0], gap, images[index, 1]], axis=1)
+      if pair.shape[-1] == 1:
+        axis.imshow(pair[..., 0], cmap='gray', vmin=0, vmax=255)
+      else:
+        axis.imshow(pair)
+      axis.set_title(f'p = {scores[index]:.3f}', fontsize=8,
+                     color=_SAME_COLOUR if correct else _DIFFERENT_COLOUR)
+  figure.suptitle(f'Test pairs at threshold {threshold:.3f}', fontsize=10)
+  return _save(figure, path)
+
+
+def one_shot_accuracy(results: Sequence[Mapping], path: str) -> str:
+  """One-shot identification accuracy against N with 95% intervals and the chance level."""
+  ways = [r['num_way'] for r in results]
+  accuracy = np.array([r['accuracy'] for r in results])
+  low = accuracy - np.array([r['ci95'][0] for r in results])
+  high = np.array([r['ci95'][1] for r in results]) - accuracy
+  figure, axis = plt.subplots(figsize=(5, 3.6))
+  axis.errorbar(ways, accuracy, yerr=[low, high], fmt='-o', capsize=4, label='model (95% CI)')
+  axis.plot(ways, [1 / n for n in ways], ':o', color='grey', label='chance (1/N)')
+  axis.set_xticks(ways)
+  axis.set_ylim(0, 1)
+  axis.set_xlabel('N (people to choose from)')
+  axis.set_ylabel('accuracy')
+  axis.set_title('N-way one-shot identification')
+  axis.grid(alpha=0.3)
+  axis.legend(fontsize='small')
+  return _save(figure, path)
