@@ -55,4 +55,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.tta_flip = False  # Average scores of the images and their mirror images.
   config.log_every_steps = 10
+  config.checkpoint_every_steps = 0  # Also save the train state mid-epoch; 0: once per epoch.
   return config

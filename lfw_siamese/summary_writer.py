@@ -1,0 +1,36 @@
+"""Per-epoch metrics to WORKDIR/metrics.jsonl and TensorBoard event files, without TensorFlow."""
+
+import json
+import os
+
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+class MetricWriter:
+  """Writes on process 0 only; every other process gets a writer that does nothing."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self._workdir = workdir
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard')) if enabled else None
+
+  def write_history(self, history: list[dict]) -> None:
+    """Rewrites metrics.jsonl, one JSON object per finished epoch (resumes never duplicate)."""
+    if self._tensorboard is None:
+      return
+    path = os.path.join(self._workdir, METRICS_FILE)
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(json.dumps(record) + '\n' for record in history)
+    os.replace(path + '.tmp', path)
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if self._tensorboard is None:
+      return
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(name, value, step)
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self._tensorboard is not None:
+      self._tensorboard.close()

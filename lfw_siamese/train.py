@@ -1,0 +1,343 @@
+"""Training: optimiser from config, one jitted data-parallel step, resumable epochs, scoring."""
+
+import functools
+import itertools
+import json
+import os
+import time
+from typing import Any, Iterator
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from lfw_siamese import augment
+from lfw_siamese import checkpointing
+from lfw_siamese import config_check
+from lfw_siamese import losses
+from lfw_siamese import models
+from lfw_siamese import sharding
+from lfw_siamese import summary_writer
+
+VIEW1_TRAIN_PAIRS = 2200  # pairsDevTrain.txt: what data.pairs_per_epoch = 0 draws per epoch.
+_SUM_NAMES = ('loss', 'accuracy', 'l2', 'steps')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  sums: dict[str, jax.Array]  # Running sums of step metrics over the current epoch.
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict,
+                           steps_per_epoch: int) -> optax.Schedule:
+  """The learning rate at each step: constant, cosine to 0 over training, or decayed each epoch."""
+  if config.lr_schedule == 'constant':
+    return optax.constant_schedule(config.learning_rate)
+  if config.lr_schedule == 'cosine':
+    return optax.cosine_decay_schedule(config.learning_rate, config.num_epochs * steps_per_epoch)
+  return optax.exponential_decay(config.learning_rate, transition_steps=steps_per_epoch,
+                                 decay_rate=config.lr_decay_per_epoch, staircase=True)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   steps_per_epoch: int) -> optax.GradientTransformation:
+  """Adam or RMSprop (with Keras' epsilon, as the reference) or SGD with momentum (Koch et al.)."""
+  learning_rate = learning_rate_schedule(config, steps_per_epoch)
+  if config.optimizer == 'adam':
+    return optax.adam(learning_rate, eps=1e-7)
+  if config.optimizer == 'rmsprop':
+    return optax.rmsprop(learning_rate, decay=0.9, eps=1e-7, eps_in_sqrt=False)
+  return optax.sgd(learning_rate, momentum=config.momentum)
+
+
+def l2_penalty(params: Any) -> jax.Array:
+  """Sum of squared encoder kernels (conv and dense), Keras' l2 regulariser without its weight."""
+  # The pair head is left out: shrinking its weights would only shrink the logits' scale.
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params['encoder'])
+             if getattr(path[-1], 'key', None) == 'kernel']
+  return sum(jnp.sum(jnp.square(kernel)) for kernel in kernels)
+
+
+def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
+                    config: ml_collections.ConfigDict):
+  """A pure step (state, batch, key) -> (state, metrics); step randomness is fold_in(key, step)."""
+  loss_name, margin, l2_weight = config.loss, config.margin, config.l2_weight
+  augment_config = config.augment
+
+  def objective(params, batch, key):
+    augment_key, dropout_key = jax.random.split(key)
+    images = augment.augment_images(augment_key, batch['images'], augment_config)
+    if loss_name == 'bce':
+      logits = models.pair_logits(model, params, images, train=True, dropout_key=dropout_key)
+      data_loss = losses.binary_cross_entropy(logits, batch['labels'])
+      accuracy = losses.pair_accuracy(logits, batch['labels'])
+    else:
+      embeddings = models.encode(model, params, images, train=True, dropout_key=dropout_key)
+      metric_loss = losses.METRIC_LOSSES[loss_name](embeddings, batch['person_ids'], margin)
+      # The head alone learns BCE on every in-batch pair of frozen embeddings: calibrated logits.
+      frozen = jax.lax.stop_gradient(embeddings)
+      head_logits = models.score_embeddings(model, params, frozen[:, None], frozen[None, :])
+      head_loss, accuracy = losses.in_batch_pair_bce(head_logits, batch['person_ids'])
+      data_loss = metric_loss + head_loss
+    l2 = l2_weight * l2_penalty(params)
+    return data_loss + l2, (data_loss, accuracy, l2)
+
+  def train_step(state: TrainState, batch: dict, key: jax.Array):
+    step_key = jax.random.fold_in(key, state.step)
+    grads, (data_loss, accuracy, l2) = jax.grad(objective, has_aux=True)(
+        state.params, batch, step_key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': data_loss, 'accuracy': accuracy, 'l2': l2}
+    sums = {name: state.sums[name] + value for name, value in metrics.items()}
+    sums['steps'] = state.sums['steps'] + 1
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         sums=sums), metrics
+
+  return train_step
+
+
+def _zero_sums() -> dict[str, jax.Array]:
+  return {name: jnp.zeros((), jnp.float32) for name in _SUM_NAMES}
+
+
+def create_state(model, tx, image_shape, key) -> TrainState:
+  """Fresh params (from `key`) and optimiser state."""
+  params = models.init(model, key, image_shape)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    sums=_zero_sums())
+
+
+@functools.lru_cache(maxsize=16)
+def _probability_fn(model: models.SiameseNet, tta_flip: bool, mesh: jax.sharding.Mesh):
+  """A jitted (params, uint8 pairs) -> same-person probabilities, averaged over mirrors if asked."""
+
+  def probabilities(params, images):
+    pairs = images.astype(jnp.float32) / 255.0
+    if not tta_flip:
+      return models.pair_probabilities(model, params, pairs)
+    embeddings = models.embed_pairs(model, params, jnp.concatenate([pairs, pairs[..., ::-1, :]]))
+    plain, mirrored = jnp.split(embeddings, 2)
+    return jnp.mean(jnp.stack([
+        jax.nn.sigmoid(models.score_embeddings(model, params, a[:, 0], b[:, 1]))
+        for a in (plain, mirrored) for b in (plain, mirrored)]), axis=0)
+
+  return jax.jit(probabilities, out_shardings=sharding.replicated(mesh))
+
+
+def predict_probabilities(model: models.SiameseNet, params: Any, pairs,
+                          config: ml_collections.ConfigDict, batch_size: int = 128) -> np.ndarray:
+  """Same-person probabilities (N,) for a PairSet, on every device (and host); honours tta_flip."""
+  mesh = sharding.make_mesh()
+  probabilities = _probability_fn(model, bool(config.tta_flip), mesh)
+  params = sharding.replicate(params, mesh)
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  local_size = batch_size // jax.process_count()
+  local_start = jax.process_index() * local_size
+  images = pairs.images
+  outputs = []
+  for begin in range(0, len(images), batch_size):
+    chunk = images[begin:begin + batch_size]
+    count = len(chunk)
+    if count < batch_size:  # Pad so that every batch has one shape (one compilation).
+      chunk = np.concatenate([chunk, np.zeros((batch_size - count, *chunk.shape[1:]), chunk.dtype)])
+    batch = sharding.global_batch({'images': chunk[local_start:local_start + local_size]}, mesh)
+    outputs.append((probabilities(params, batch['images']), count))
+  return np.concatenate([np.asarray(p.addressable_data(0))[:count] for p, count in outputs]
+                        or [np.zeros((0,), np.float32)])
+
+
+def evaluate_pairs(model, params, pairs, config) -> dict[str, float]:
+  """Mean BCE and accuracy at probability 0.5 of a PairSet."""
+  probabilities = predict_probabilities(model, params, pairs, config,
+                                        batch_size=2 * config.batch_size)
+  labels = np.asarray(pairs.labels, np.float64)
+  clipped = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
+  loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
+  return {'loss': float(loss), 'accuracy': float(np.mean((probabilities >= 0.5) == (labels == 1)))}
+
+
+def _is_identity_set(train) -> bool:
+  return hasattr(train, 'person_ids')
+
+
+def epoch_batches(train, config: ml_collections.ConfigDict, epoch: int) -> Iterator[dict]:
+  """This process's share of each global batch of an epoch; depends only on seed and epoch."""
+  from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
+  shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  if _is_identity_set(train):
+    if config.loss != 'bce':
+      return input_pipeline.identity_batches(train, config.batch_size, seed=config.seed,
+                                             epoch=epoch, **shard)
+    train = input_pipeline.identity_pair_set(
+        train, config.data.pairs_per_epoch or VIEW1_TRAIN_PAIRS, seed=config.seed, epoch=epoch)
+  return input_pipeline.pair_batches(train, config.batch_size, seed=config.seed, epoch=epoch,
+                                     **shard)
+
+
+def steps_per_epoch(train, config: ml_collections.ConfigDict) -> int:
+  """Optimiser steps in one epoch."""
+  if _is_identity_set(train):
+    if config.loss != 'bce':
+      return sum(1 for _ in epoch_batches(train, config, 0))
+    return (config.data.pairs_per_epoch or VIEW1_TRAIN_PAIRS) // config.batch_size
+  return len(train.labels) // config.batch_size
+
+
+def _new_progress() -> dict:
+  return {'epoch': 0, 'batches_done': 0, 'history': [], 'best_epoch': 0, 'best_val_acc': -1.0,
+          'train_seconds': 0.0}
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_train_step(model, config_json: str, epoch_steps: int, mesh: jax.sharding.Mesh):
+  """The optimiser and the jitted, donating step; cached so that repeated runs (folds, tests)
+  in one process compile once."""
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  tx = make_optimizer(config, epoch_steps)
+  replicated = sharding.replicated(mesh)
+  return tx, jax.jit(make_train_step(model, tx, config), donate_argnums=0,
+                     in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
+                     out_shardings=(replicated, replicated))
+
+
+def _train_epoch(state, train_step, train_key, train, config, epoch, epoch_steps, progress,
+                 checkpoints, mesh) -> TrainState:
+  """Runs an epoch from progress['batches_done'] on, saving every checkpoint_every_steps."""
+  is_main = jax.process_index() == 0
+  bar = tqdm.tqdm(total=epoch_steps, initial=progress['batches_done'], disable=not is_main,
+                  desc=f'epoch {epoch + 1}/{config.num_epochs}', unit='step', leave=False)
+  step = int(jax.device_get(state.step))
+  logged_at, logged_step, started = time.time(), step, time.time()
+  for local_batch in itertools.islice(epoch_batches(train, config, epoch),
+                                      progress['batches_done'], None):
+    state, _ = train_step(state, sharding.global_batch(local_batch, mesh), train_key)
+    step += 1
+    progress['batches_done'] += 1
+    bar.update(1)
+    if step % config.log_every_steps == 0:
+      sums = jax.device_get(state.sums)  # A host sync only every log_every_steps.
+      now = time.time()
+      pairs_per_second = (step - logged_step) * config.batch_size / (now - logged_at)
+      bar.set_postfix({'loss': f'{sums["loss"] / sums["steps"]:.4f}',
+                       'acc': f'{sums["accuracy"] / sums["steps"]:.3f}',
+                       'pairs/s': f'{pairs_per_second:.1f}'})
+      logged_at, logged_step = now, step
+    if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
+        and progress['batches_done'] < epoch_steps):  # An epoch's end saves after validation.
+      progress['train_seconds'] += time.time() - started
+      started = time.time()
+      checkpoints.save_latest(step, state, progress)
+  bar.close()
+  progress['train_seconds'] += time.time() - started
+  return state
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,
+                       data=None) -> dict:
+  """Trains (resuming from WORKDIR's latest checkpoint), then scores the best epoch; the summary.
+
+  Args:
+    config: a training config (see configs/base.py).
+    workdir: where config.json, checkpoints/, metrics.jsonl, tensorboard/ and summary.json go.
+    restart: wipe a workdir that holds a run of another config instead of refusing it.
+    data: a TrainingData (train, validation, test); default: input_pipeline.training_data(config).
+  """
+  config_check.validate(config)
+  mesh = sharding.make_mesh()
+  if config.batch_size % mesh.size:
+    raise config_check.ConfigError(
+        f'config.batch_size: {config.batch_size} does not split evenly over {mesh.size} devices; '
+        f'use a multiple of {mesh.size}')
+  checkpointing.prepare_workdir(workdir, config, restart)
+  if data is None:
+    from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
+    data = input_pipeline.training_data(config)
+  is_main = jax.process_index() == 0
+  model = models.build(config.model)
+  epoch_steps = steps_per_epoch(data.train, config)
+  if epoch_steps < 1:
+    raise config_check.ConfigError(
+        f'config.batch_size: {config.batch_size} is larger than the training set')
+  tx, train_step = _compiled_train_step(model, json.dumps(checkpointing.config_dict(config)),
+                                        epoch_steps, mesh)
+  replicated = sharding.replicated(mesh)
+  init_key, train_key = jax.jit(lambda: jax.random.split(jax.random.key(config.seed)),
+                                out_shardings=replicated)()
+  image_shape = tuple(data.validation.images.shape[-3:])
+  create = jax.jit(functools.partial(create_state, model, tx, image_shape),
+                   out_shardings=replicated)
+  abstract_state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+      jax.eval_shape(create, init_key))
+  checkpoints = checkpointing.Checkpoints(workdir)
+  if checkpoints.latest_step() is not None:
+    state, progress = checkpoints.restore_latest(abstract_state)
+  else:
+    state, progress = create(init_key), _new_progress()
+  checkpoints.forget_best_after(progress['epoch'])  # Bests saved by a run killed before 'latest'.
+  writer = summary_writer.MetricWriter(workdir, enabled=is_main)
+  writer.write_history(progress['history'])
+  learning_rate = learning_rate_schedule(config, epoch_steps)
+  for epoch in range(progress['epoch'], config.num_epochs):
+    state = _train_epoch(state, train_step, train_key, data.train, config, epoch, epoch_steps,
+                         progress, checkpoints, mesh)
+    started = time.time()
+    sums = jax.device_get(state.sums)
+    state = state.replace(sums=jax.jit(_zero_sums, out_shardings=replicated)())
+    validation = evaluate_pairs(model, state.params, data.validation, config)
+    progress['train_seconds'] += time.time() - started
+    step = int(jax.device_get(state.step))
+    record = {'epoch': epoch + 1, 'step': step,
+              'train_loss': float(sums['loss'] / sums['steps']),
+              'train_acc': float(sums['accuracy'] / sums['steps']),
+              'train_l2': float(sums['l2'] / sums['steps']),
+              'val_loss': validation['loss'], 'val_acc': validation['accuracy'],
+              'learning_rate': float(learning_rate(step - 1)),
+              'train_seconds': round(progress['train_seconds'], 3)}
+    progress['history'].append(record)
+    # Order matters for a kill at any point: best, then latest (which forgets a newer best).
+    if record['val_acc'] > progress['best_val_acc']:
+      checkpoints.save_best(epoch + 1, state.params, record)
+      progress.update(best_epoch=epoch + 1, best_val_acc=record['val_acc'])
+    progress.update(epoch=epoch + 1, batches_done=0)
+    checkpoints.save_latest(step, state, progress)
+    writer.write_history(progress['history'])
+    writer.write_scalars(epoch + 1, {f'{split}/{name}': record[f'{split}_{name}']
+                                     for split in ('train', 'val') for name in ('loss', 'acc')})
+    if is_main:
+      tqdm.tqdm.write(f'epoch {epoch + 1}: ' + ', '.join(
+          f'{name} {record[name]:.4f}'
+          for name in ('train_loss', 'train_acc', 'val_loss', 'val_acc')))
+  writer.close()
+  del state  # The best params replace the last ones.
+
+  abstract_params = abstract_state.params
+  params, best_record = checkpoints.restore_best(abstract_params)
+  checkpoints.close()
+  summary = _score(model, params, data, config)
+  summary.update(best_epoch=best_record['epoch'], val_acc=best_record['val_acc'],
+                 epochs=len(progress['history']), train_seconds=round(progress['train_seconds'], 3),
+                 param_count=models.count_params(params), devices=jax.device_count(),
+                 processes=jax.process_count(), config=checkpointing.config_dict(config))
+  if is_main:
+    checkpointing.write_json(os.path.join(workdir, 'summary.json'), summary)
+  return summary
+
+
+def _score(model, params, data, config) -> dict:
+  """Threshold chosen on the validation pairs, applied to the test pairs (View 1 test or a fold)."""
+  from lfw_siamese import metrics  # pylint: disable=g-import-not-at-top
+  validation = predict_probabilities(model, params, data.validation, config,
+                                     batch_size=2 * config.batch_size)
+  test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
+  report = metrics.verification_report(validation, np.asarray(data.validation.labels), test,
+                                       np.asarray(data.test.labels))
+  return {name: float(value) for name, value in report.items()}

@@ -1,0 +1,206 @@
+"""The training loop on fake separable data: shapes, learning, files, restore, resume, errors."""
+
+import dataclasses
+import functools
+import importlib
+import json
+import pathlib
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import train_fakes
+from lfw_siamese import checkpointing
+from lfw_siamese import config_check
+from lfw_siamese import configs
+from lfw_siamese import metrics
+from lfw_siamese import models
+from lfw_siamese import train
+
+SUMMARY_KEYS = ('best_epoch', 'val_acc', 'test_acc_at_0_5', 'test_acc', 'threshold', 'test_auc',
+                'train_seconds', 'config')
+EPOCH_KEYS = ('epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc')
+
+
+@pytest.fixture(scope='module')
+def data():
+  return train_fakes.training_data()
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = train_fakes.tiny_config(num_epochs=3)
+  return workdir, config, train.train_and_evaluate(config, workdir, data=data)
+
+
+def _history(workdir):
+  lines = pathlib.Path(workdir, 'metrics.jsonl').read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+def test_train_step_keeps_shapes_and_counts_steps(data):
+  config = train_fakes.tiny_config()
+  model = models.build(config.model)
+  tx = train.make_optimizer(config, steps_per_epoch=16)
+  state = jax.jit(functools.partial(train.create_state, model, tx, (32, 32, 1)))(jax.random.key(0))
+  batch = next(iter(train.epoch_batches(data.train, config, 0)))
+  assert batch['images'].shape == (16, 2, 32, 32, 1) and batch['labels'].shape == (16,)
+  step = jax.jit(train.make_train_step(model, tx, config))
+  new_state, step_metrics = step(state, batch, jax.random.key(1))
+  assert int(new_state.step) == 1 and float(new_state.sums['steps']) == 1.0
+  assert {name: value.shape for name, value in step_metrics.items()} == {
+      'loss': (), 'accuracy': (), 'l2': ()}
+  assert jax.tree.map(jnp.shape, new_state.params) == jax.tree.map(jnp.shape, state.params)
+  assert not np.array_equal(new_state.params['encoder']['conv0']['kernel'],
+                            state.params['encoder']['conv0']['kernel'])
+
+
+def test_l2_penalty_sums_squared_encoder_kernels_only():
+  params = {'encoder': {'conv0': {'kernel': jnp.full((2, 2), 2.0), 'bias': jnp.ones(3)},
+                        'dense': {'kernel': jnp.ones((3,)), 'bias': jnp.ones(1)}},
+            'head': {'weights': {'kernel': jnp.full((4,), 10.0)}}}
+  assert float(train.l2_penalty(params)) == 4 * 4.0 + 3.0
+
+
+def test_learning_rate_schedules():
+  config = train_fakes.tiny_config(learning_rate=1.0, num_epochs=4, lr_schedule='exponential',
+                                   lr_decay_per_epoch=0.5)
+  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+  assert [float(schedule(step)) for step in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+  config.lr_schedule = 'cosine'
+  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+  assert float(schedule(0)) == 1.0 and float(schedule(20)) == pytest.approx(0.5)
+  assert float(schedule(40)) == pytest.approx(0.0)
+
+
+def test_loss_falls_and_run_files_are_written(trained):
+  workdir, _, summary = trained
+  history = _history(workdir)
+  assert [record['epoch'] for record in history] == [1, 2, 3]
+  assert all(key in record for key in EPOCH_KEYS for record in history)
+  assert history[-1]['train_loss'] < history[0]['train_loss'] - 0.1
+  assert max(record['val_acc'] for record in history) >= 0.9
+  assert all(key in summary for key in SUMMARY_KEYS)
+  assert summary == json.loads(pathlib.Path(workdir, 'summary.json').read_text())
+  assert summary['test_acc'] >= 0.85 and summary['test_auc'] >= 0.9
+  assert history[summary['best_epoch'] - 1]['val_acc'] == summary['val_acc']
+  assert list(pathlib.Path(workdir, 'tensorboard').glob('events.out.tfevents.*'))
+  assert json.loads(pathlib.Path(workdir, 'config.json').read_text())['num_epochs'] == 3
+
+
+def test_restored_best_params_give_identical_scores(trained, data):
+  workdir, config, summary = trained
+  restored_config, params = checkpointing.load_best(workdir)
+  assert restored_config.to_dict() == checkpointing.config_dict(config)
+  model = models.build(restored_config.model)
+  validation = train.predict_probabilities(model, params, data.validation, restored_config)
+  test = train.predict_probabilities(model, params, data.test, restored_config, batch_size=24)
+  report = metrics.verification_report(validation, data.validation.labels, test, data.test.labels)
+  for name in ('threshold', 'test_acc', 'test_acc_at_0_5', 'test_auc'):
+    assert report[name] == summary[name]
+
+
+def test_flip_averaging_is_invariant_to_mirroring_both_images(trained, data):
+  workdir, _, _ = trained
+  config, params = checkpointing.load_best(workdir)
+  config.tta_flip = True
+  model = models.build(config.model)
+  mirrored = dataclasses.replace(data.test, images=data.test.images[:, :, :, ::-1])
+  averaged = train.predict_probabilities(model, params, data.test, config)
+  np.testing.assert_allclose(train.predict_probabilities(model, params, mirrored, config),
+                             averaged, rtol=1e-5, atol=1e-6)
+  config.tta_flip = False
+  plain = train.predict_probabilities(model, params, data.test, config)
+  plain_mirrored = train.predict_probabilities(model, params, mirrored, config)
+  assert not np.allclose(plain, plain_mirrored, atol=1e-4)  # So the invariance is TTA's doing.
+
+
+def test_rerun_of_a_finished_run_resumes_without_training(trained, data):
+  workdir, config, summary = trained
+  before = pathlib.Path(workdir, 'metrics.jsonl').read_text()
+  again = train.train_and_evaluate(config, workdir, data=data)
+  assert pathlib.Path(workdir, 'metrics.jsonl').read_text() == before
+  assert again['train_seconds'] == summary['train_seconds']
+  assert again['test_acc'] == summary['test_acc']
+
+
+def test_changed_config_is_refused_unless_restarting(trained, data):
+  workdir, config, _ = trained
+  changed = train_fakes.tiny_config(num_epochs=3, learning_rate=1e-2)
+  with pytest.raises(checkpointing.WorkdirConflict,
+                     match=r'learning_rate: 0\.003 -> 0\.01.*--restart'):
+    train.train_and_evaluate(changed, workdir, data=data)
+  moved = train_fakes.tiny_config(num_epochs=3, **{'data.lfw_dir': '/elsewhere'})
+  assert checkpointing.config_differences(checkpointing.config_dict(config),
+                                          checkpointing.config_dict(moved)) == []
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'loss': 'hinge'}, r"config\.loss: expected one of \('bce', 'contrastive', 'triplet'\)"),
+    ({'batch_size': 0}, r'config\.batch_size: expected a value in \(0, inf\), got 0'),
+    ({'model.dropout': 1.0}, r'config\.model\.dropout: expected a value in \[0\.0, 1\.0\)'),
+    ({'loss': 'triplet'}, r"config\.loss: 'triplet' .*data\.paradigm='unrestricted'"),
+    ({'model.conv_kernels': (3,)}, r'config\.model\.conv_kernels has 1 entries'),
+    ({'data.fold': 10}, r'config\.data\.fold: expected a value in \[0, 9\], got 10'),
+])
+def test_bad_config_values_get_a_message_naming_the_field(overrides, message):
+  config = train_fakes.tiny_config()
+  config.unlock()
+  config.update_from_flattened_dict(overrides)
+  with pytest.raises(config_check.ConfigError, match=message):
+    config_check.validate(config)
+
+
+def test_every_shipped_config_validates():
+  names = [module.name for module in pkgutil.iter_modules(configs.__path__)]
+  assert {'seed', 'koch2015', 'tiny', 'default'} <= set(names)
+  for name in names:
+    config_check.validate(importlib.import_module(f'lfw_siamese.configs.{name}').get_config())
+
+
+def test_batch_larger_than_the_training_set_is_refused(tmp_path, data):
+  with pytest.raises(config_check.ConfigError, match='config.batch_size: 512 is larger'):
+    train.train_and_evaluate(train_fakes.tiny_config(batch_size=512), str(tmp_path), data=data)
+
+
+@pytest.mark.parametrize('loss, epochs, min_val_acc',
+                         [('triplet', 4, 0.7), ('contrastive', 2, 0.0)])
+def test_metric_losses_learn_and_keep_the_head_calibrated(tmp_path, loss, epochs, min_val_acc):
+  config = train_fakes.tiny_config(**{'loss': loss, 'data.paradigm': 'unrestricted',
+                                      'margin': 0.5, 'num_epochs': epochs})
+  summary = train.train_and_evaluate(config, str(tmp_path),
+                                     data=train_fakes.identity_training_data())
+  history = _history(tmp_path)
+  assert history[-1]['train_loss'] < history[0]['train_loss']
+  assert summary['val_acc'] >= min_val_acc  # Accuracy at probability 0.5: a calibrated head.
+
+
+def test_model_functions_work_under_the_callers_jit_and_vmap(data):
+  config = train_fakes.tiny_config()
+  model = models.build(config.model)
+  init = jax.jit(functools.partial(models.init, model, image_shape=(32, 32, 1)))
+  params = init(jax.random.key(0))
+  pairs = jnp.asarray(data.test.images[:12], jnp.float32) / 255.0
+  logits = jax.jit(functools.partial(models.pair_logits, model))(params, pairs)
+  assert logits.shape == (12,)
+  chunked = jax.jit(jax.vmap(functools.partial(models.pair_logits, model, params)))(
+      pairs.reshape(3, 4, *pairs.shape[1:]))
+  np.testing.assert_allclose(chunked.reshape(-1), logits, rtol=1e-5, atol=1e-6)
+
+  @jax.jit
+  def via_embeddings(params, pairs):
+    embeddings = jax.vmap(functools.partial(models.encode, model, params), in_axes=1,
+                          out_axes=1)(pairs)
+    return embeddings, models.score_embeddings(model, params, embeddings[:, 0], embeddings[:, 1])
+
+  embeddings, scores = via_embeddings(params, pairs)
+  assert embeddings.shape == (12, 2, config.model.dense_units)
+  np.testing.assert_allclose(scores, logits, rtol=1e-5, atol=1e-6)
+  ensemble = jax.jit(jax.vmap(lambda key: models.pair_probabilities(
+      model, models.init(model, key, (32, 32, 1)), pairs)))(jax.random.split(jax.random.key(1), 2))
+  assert ensemble.shape == (2, 12) and np.all((ensemble > 0) & (ensemble < 1))
+  assert not np.allclose(ensemble[0], ensemble[1])
