@@ -65,6 +65,11 @@ def l2_penalty(params: Any) -> jax.Array:
   return sum(jnp.sum(jnp.square(kernel)) for kernel in kernels)
 
 
+def unit_range(images: jax.Array) -> jax.Array:
+  """uint8 pixels to float32 in [0, 1], on device; float images are taken as already scaled."""
+  return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+
+
 def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict):
   """A pure step (state, batch, key) -> (state, metrics); step randomness is fold_in(key, step)."""
@@ -73,7 +78,7 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
 
   def objective(params, batch, key):
     augment_key, dropout_key = jax.random.split(key)
-    images = augment.augment_images(augment_key, batch['images'], augment_config)
+    images = augment.augment_images(augment_key, unit_range(batch['images']), augment_config)
     if loss_name == 'bce':
       logits = models.pair_logits(model, params, images, train=True, dropout_key=dropout_key)
       data_loss = losses.binary_cross_entropy(logits, batch['labels'])
@@ -120,7 +125,7 @@ def _probability_fn(model: models.SiameseNet, tta_flip: bool, mesh: jax.sharding
   """A jitted (params, uint8 pairs) -> same-person probabilities, averaged over mirrors if asked."""
 
   def probabilities(params, images):
-    pairs = images.astype(jnp.float32) / 255.0
+    pairs = unit_range(images)
     if not tta_flip:
       return models.pair_probabilities(model, params, pairs)
     embeddings = models.embed_pairs(model, params, jnp.concatenate([pairs, pairs[..., ::-1, :]]))

@@ -217,7 +217,7 @@ def synthetic_pairs(num_pairs=50, side=4):
 
 
 def batch_indices(batches):
-  return [np.round(b['images'][:, 0, 0, 0, 0] * 255).astype(int) for b in batches]
+  return [b['images'][:, 0, 0, 0, 0].astype(int) for b in batches]
 
 
 def test_pair_batches_shapes_values_and_coverage():
@@ -225,9 +225,9 @@ def test_pair_batches_shapes_values_and_coverage():
   batches = list(ip.pair_batches(pairs, 16, seed=0, epoch=0))
   assert len(batches) == 3
   for batch in batches:
-    assert batch['images'].shape == (16, 2, 4, 4, 1) and batch['images'].dtype == np.float32
+    assert batch['images'].shape == (16, 2, 4, 4, 1) and batch['images'].dtype == np.uint8
     assert batch['labels'].shape == (16,) and batch['labels'].dtype == np.int32
-    assert batch['images'].min() >= 0.0 and batch['images'].max() == 1.0
+    assert batch['images'].max() == 255
     np.testing.assert_array_equal(batch['labels'], batch_indices([batch])[0] % 2)
   seen = np.concatenate(batch_indices(batches))
   assert len(set(seen)) == 48
@@ -294,7 +294,7 @@ def test_identity_batches_are_people_times_images(process_count):
   assert len(whole) == 3  # Six people with two or more images, two per batch.
   seen = []
   for batch in whole:
-    assert batch['images'].shape == (4, 2, 2, 1) and batch['images'].dtype == np.float32
+    assert batch['images'].shape == (4, 2, 2, 1) and batch['images'].dtype == np.uint8
     ids = batch['person_ids']
     assert ids.shape == (4,) and list(ids[::2]) == list(ids[1::2]) and ids[0] != ids[2]
     seen.extend(ids[::2])
