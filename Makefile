@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/default
 ARGS ?=
+# The shared LFW copy beside the checkout, when there is one and LFW_DIR is unset.
+export LFW_DIR ?= $(if $(wildcard ../shared/lfw),$(abspath ../shared/lfw),)
 
 .PHONY: run test setup setup-test clean
 
