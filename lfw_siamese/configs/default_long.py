@@ -1,0 +1,10 @@
+"""The default recipe trained 4x longer (2x epochs, 2x pairs per epoch); not run yet."""
+
+from lfw_siamese.configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.pairs_per_epoch = 4400
+  config.num_epochs = 80
+  return config
