@@ -17,27 +17,17 @@ from lfw_siamese import checkpointing
 from lfw_siamese import input_pipeline
 from lfw_siamese import models
 from lfw_siamese import train
-from lfw_siamese.configs import base
+from lfw_siamese.configs import default
 
 
 def baseline_config():
-  """Short, small baseline: restricted BCE, 64x64 grayscale from a 120-pixel face crop, 8 epochs."""
-  config = base.get_config()
-  config.data.crop = 120
-  config.data.image_size = 64
-  # 220 validation pairs instead of 55: the best epoch and the threshold are chosen on them.
-  config.data.validation_fraction = 0.1
-  config.model.conv_filters = (32, 64, 64)
-  config.model.conv_kernels = (3, 3, 3)
-  config.model.conv_strides = (2, 2, 2)
-  config.model.max_pool = (False, False, False)
-  config.model.padding = 'SAME'
-  config.model.dense_units = 512
-  config.model.dropout = 0.2
-  config.l2_weight = 1e-4
-  config.learning_rate = 1e-3
-  config.batch_size = 64
+  """Short, small baseline: the default's encoder, restricted BCE, no flips, constant LR, 8 epochs."""
+  config = default.get_config()
+  config.data.paradigm = 'restricted'
+  config.augment.flip = False
+  config.lr_schedule = 'constant'
   config.num_epochs = 8
+  config.tta_flip = False
   return config
 
 
