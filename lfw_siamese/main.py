@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from lfw_siamese import checkpointing
 from lfw_siamese import config_check
+from lfw_siamese import host_memory
 from lfw_siamese import sharding
 from lfw_siamese import train
 from lfw_siamese.lists import LfwDataError
@@ -83,6 +84,7 @@ def main(argv: list[str]) -> int:
     _fail(f'unexpected arguments {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Keep JAX's INFO lines (backends found) off stderr.
+  host_memory.keep_freed_memory_if_asked()  # Opt-in, before JAX starts (see host_memory).
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)

@@ -1,0 +1,76 @@
+"""The reference model's training step in PyTorch, timed like epoch_time.py.
+
+  /work/peers-venv/bin/python benchmarks/peers/torch_step.py [--steps N] [--batch B]
+
+Same model as lfw_siamese/configs/seed.py and peers/keras_step.py: twin towers sharing weights, two
+3x3 stride-2 VALID convs of 64 with ReLU and dropout 0.5, dense sigmoid, weighted-L1 head; binary
+cross-entropy plus Keras-style L2 (0.01 * sum of squares) on conv and dense kernels; Adam. Synthetic
+data, channels-last tensors (oneDNN's fast path on CPU). Installed by the optional extra `peers` only.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import common  # pylint: disable=g-import-not-at-top
+import torch
+from torch import nn
+
+
+class Siamese(nn.Module):
+  """Shared encoder over both images, then sigmoid(w . |a - b| + b) as a logit."""
+
+  def __init__(self, image_size: int, dense_units: int):
+    super().__init__()
+    ref = common.REFERENCE
+    layers, channels, side = [], ref['channels'], image_size
+    for filters in ref['conv_filters']:
+      layers += [nn.Conv2d(channels, filters, ref['conv_kernel'], stride=ref['conv_stride']),
+                 nn.ReLU(), nn.Dropout(ref['dropout'])]
+      channels, side = filters, (side - ref['conv_kernel']) // ref['conv_stride'] + 1
+    self.convs = nn.Sequential(*layers)
+    self.dense = nn.Linear(channels * side * side, dense_units)
+    self.head = nn.Linear(dense_units, 1)
+
+  def encode(self, images: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(self.dense(torch.flatten(self.convs(images), 1)))
+
+  def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    # One pass over both sides: same weights, twice the batch.
+    embeddings = self.encode(torch.cat([left, right]))
+    a, b = embeddings.chunk(2)
+    return self.head(torch.abs(a - b))[:, 0]
+
+  def kernels(self):
+    return [m.weight for m in self.modules() if isinstance(m, nn.Conv2d)] + [self.dense.weight]
+
+
+def main():
+  args = common.parse_args(__doc__.splitlines()[0])
+  torch.manual_seed(0)
+  model = Siamese(args.image_size, args.dense_units).to(memory_format=torch.channels_last)
+  optimizer = torch.optim.Adam(model.parameters(), lr=common.REFERENCE['learning_rate'])
+  shape = (args.batch, common.REFERENCE['channels'], args.image_size, args.image_size)
+  left = torch.rand(shape).contiguous(memory_format=torch.channels_last)
+  right = torch.rand(shape).contiguous(memory_format=torch.channels_last)
+  labels = (torch.arange(args.batch) % 2).float()
+  loss_fn = nn.BCEWithLogitsLoss()
+  l2_weight = common.REFERENCE['l2_weight']
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_fn(model(left, right), labels)
+    loss = loss + l2_weight * sum(torch.sum(w * w) for w in model.kernels())
+    loss.backward()
+    optimizer.step()
+    return loss.item()  # Synchronises: the step has finished.
+
+  model.train()
+  first_s, step_s, cpu_s = common.time_steps(step, args.steps, args.warmup)
+  common.report('torch', args, first_s, step_s, cpu_s, sum(p.numel() for p in model.parameters()),
+                torch=torch.__version__, threads=torch.get_num_threads())
+
+
+if __name__ == '__main__':
+  main()
