@@ -10,8 +10,7 @@ Usable from any JAX code with no project state:
 
 Every function is pure: jit or vmap it with `functools.partial(models.encode, model)`.
 
-Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): both
-images of a pair go through the encoder as one batch, dropout draws one random bit per unit where
+Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): dropout draws one random bit per unit where
 its rate allows, and strided convolutions take their input gradient as stride-1 convolutions on
 CPU (see `conv2d`). `compiler_options()` gives the XLA options the jitted steps should use.
 """
@@ -144,9 +143,9 @@ def _input_grad_by_phases(grad: jax.Array, kernel: jax.Array, strides: tuple[int
                           input_shape: Sequence[int]) -> jax.Array:
   """The input gradient of a strided VALID conv as one stride-1 conv per output phase.
 
-  XLA's own transpose convolves the zero-dilated gradient, so it multiplies zeros stride**2 times
-  out of stride**2 + ...; input pixel (s*a + p, s*b + q) only meets kernel taps (p + s*u, q + s*v),
-  so each of the s*s phases is a small stride-1 conv over the undilated gradient.
+  XLA's own transpose convolves the zero-dilated gradient, where all but 1 in stride**2 of the
+  products are by zeros. Input pixel (s*a + p, s*b + q) only meets kernel taps (p + s*u, q + s*v),
+  so each of the s*s phases (p, q) is a small stride-1 conv over the undilated gradient.
   """
   (sh, sw), (n, h, w, c) = strides, input_shape
   phase_h, phase_w = -(-h // sh), -(-w // sw)
@@ -345,10 +344,12 @@ class SiameseNet(nn.Module):
 
   def embed_pairs(self, pairs: jax.Array, train: bool = False) -> jax.Array:
     """Maps (N, 2, H, W, C) pairs to (N, 2, D) embeddings with the shared encoder."""
-    # Both sides as one batch of 2N images (a free reshape): one conv/matmul per layer.
-    n = pairs.shape[0]
-    embeddings = self.encoder(pairs.reshape(2 * n, *pairs.shape[2:]), train)
-    return embeddings.reshape(n, 2, -1)
+    # nn.vmap, not a reshape to 2N images: the reshape of a batch sharded over several processes
+    # trained differently from one process (tests/test_multihost.py).
+    twin = nn.vmap(
+        lambda encoder, x: encoder(x, train), in_axes=1, out_axes=1,
+        variable_axes={'params': None}, split_rngs={'params': False, 'dropout': True})
+    return twin(self.encoder, pairs)
 
   def encode(self, images: jax.Array, train: bool = False) -> jax.Array:
     return self.encoder(images, train)
