@@ -10,9 +10,10 @@ Usable from any JAX code with no project state:
 
 Every function is pure: jit or vmap it with `functools.partial(models.encode, model)`.
 
-Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): dropout draws one random bit per unit where
-its rate allows, and strided convolutions take their input gradient as stride-1 convolutions on
-CPU (see `conv2d`). `compiler_options()` gives the XLA options the jitted steps should use.
+Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): dropout
+draws one random bit per unit where its rate allows, and strided convolutions take their input
+gradient as stride-1 convolutions on CPU (see `conv2d`). `compiler_options()` gives the XLA
+options the jitted steps should use.
 """
 
 import functools
