@@ -294,17 +294,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   init_key, train_key = jax.jit(lambda: jax.random.split(jax.random.key(config.seed)),
                                 out_shardings=replicated)()
   image_shape = tuple(data.validation.images.shape[-3:])
-  create = jax.jit(functools.partial(create_state, model, tx, image_shape),
-                   out_shardings=replicated)
   abstract_state = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      jax.eval_shape(create, init_key))
+      jax.eval_shape(functools.partial(create_state, model, tx, image_shape), init_key))
   checkpoints = checkpointing.Checkpoints(workdir)
   if checkpoints.latest_step() is not None:
     state, progress = checkpoints.restore_latest(abstract_state)
   else:
-    state, progress = create_state_jitted(model, tx, image_shape, init_key, replicated), \
-        _new_progress()
+    state = create_state_jitted(model, tx, image_shape, init_key, replicated)
+    progress = _new_progress()
   checkpoints.forget_best_after(progress['epoch'])  # Bests saved by a run killed before 'latest'.
   writer = summary_writer.MetricWriter(workdir, enabled=is_main)
   writer.write_history(progress['history'])
