@@ -1,6 +1,6 @@
 """Input pipeline speed: pairs/s delivered from a warm cache, and decoding View 1 from cold.
 
-  LFW_DIR=../shared/lfw python benchmarks/pipeline_throughput.py [--epochs 3] [--batch 64]
+  LFW_DIR=../shared/lfw python benchmarks/pipeline_throughput.py [--epochs 20] [--batch 64]
       [--tfds_dir DIR] [--train_configs tiny,default] [--train_steps 5]
 
 For 250x250 grayscale (the reference's input) and each compared config's preprocessing it times:
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
   parser.add_argument('--lfw_dir', default='', help='LFW folder (default: $LFW_DIR)')
   parser.add_argument('--tfds_dir', default='', help='default: $TFDS_DATA_DIR, else '
                       '~/tensorflow_datasets')
-  parser.add_argument('--epochs', type=int, default=3)
+  parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--batch', type=int, default=64)
   parser.add_argument('--train_configs', default='tiny,default',
                       help='configs whose training step to time for the ratio ("" for none)')

@@ -53,24 +53,21 @@ def warp_affine(image: jax.Array, linear: jax.Array, shift: jax.Array) -> jax.Ar
   return (top * (1 - wy) + bottom * wy).reshape(image.shape).astype(image.dtype)
 
 
-def augment_image(key: jax.Array, image: jax.Array, flip: bool, affine: bool) -> jax.Array:
-  """Randomly mirrors (probability 0.5) and/or distorts one (H, W, C) image."""
-  flip_key, affine_key = jax.random.split(key)
-  if flip:
-    image = jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
-  if affine:
-    image = warp_affine(image, *random_affine_matrix(affine_key))
-  return image
-
-
 def augment_images(key: jax.Array, images: jax.Array,
                    augment_config: ml_collections.ConfigDict) -> jax.Array:
-  """Augments a batch of images of any leading shape (..., H, W, C), each with its own key."""
+  """Augments a batch of images of any leading shape (..., H, W, C), each independently."""
   if not (augment_config.flip or augment_config.affine):
     return images
-  leading, image_shape = images.shape[:-3], images.shape[-3:]
-  flat = images.reshape((-1, *image_shape))
-  keys = jax.random.split(key, flat.shape[0])
-  augmented = jax.vmap(augment_image, in_axes=(0, 0, None, None))(
-      keys, flat, bool(augment_config.flip), bool(augment_config.affine))
-  return augmented.reshape((*leading, *image_shape))
+  flip_key, affine_key = jax.random.split(key)
+  leading = images.shape[:-3]
+  # Draws shaped like the batch, never a reshape of it: a reshaped batch sharded over several
+  # processes trained differently from one process (tests/test_multihost.py).
+  if augment_config.flip:
+    mirrored = jax.random.bernoulli(flip_key, 0.5, leading)
+    images = jnp.where(mirrored[..., None, None, None], images[..., ::-1, :], images)
+  if augment_config.affine:
+    distort = lambda k, image: warp_affine(image, *random_affine_matrix(k))
+    for _ in leading:
+      distort = jax.vmap(distort)
+    images = distort(jax.random.split(affine_key, leading), images)
+  return images

@@ -238,7 +238,7 @@ def pair_batches(pairs: PairSet, batch_size: int, *, seed: int, epoch: int, shuf
     order = np.arange(len(pairs))
   for batch in _global_batches(order, batch_size, drop_remainder):
     local = np.array_split(batch, process_count)[process_index]
-    yield {'images': pairs.images[local], 'labels': pairs.labels[local]}
+    yield {'images': gather_rows(pairs.images, local), 'labels': pairs.labels[local]}
 
 
 def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
@@ -271,8 +271,9 @@ def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
   ]).astype(np.int64).reshape(-1, 2)
   index = by_person[index[rng.permutation(num_pairs)]]
   labels = (identities.person_ids[index[:, 0]] == identities.person_ids[index[:, 1]])
-  return PairSet(identities.images[index], labels.astype(np.int32), identities.names[index],
-                 identities.numbers[index])
+  images = gather_rows(identities.images, index.reshape(-1))
+  return PairSet(images.reshape(index.shape + images.shape[1:]), labels.astype(np.int32),
+                 identities.names[index], identities.numbers[index])
 
 
 def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epoch: int,
@@ -304,8 +305,18 @@ def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epo
       chosen.append(by_person[starts[person] + picks])
     batch = np.concatenate(chosen)
     local = np.array_split(batch, process_count)[process_index]
-    yield {'images': identities.images[local],
+    yield {'images': gather_rows(identities.images, local),
            'person_ids': identities.person_ids[local]}
+
+
+def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+  """array[rows], copied as one contiguous block per row."""
+  if not array.flags.c_contiguous:
+    return array[rows]
+  # numpy's take over a 2-D view copies whole rows; fancy indexing over (N, 2, H, W, C) was
+  # measured 1.4x to 3x slower (benchmarks/pipeline_throughput.py).
+  flat = array.reshape(len(array), -1)
+  return np.take(flat, rows, axis=0).reshape((len(rows),) + array.shape[1:])
 
 
 def clear_memory_cache():

@@ -10,10 +10,10 @@ Usable from any JAX code with no project state:
 
 Every function is pure: jit or vmap it with `functools.partial(models.encode, model)`.
 
-Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): dropout
-draws one random bit per unit where its rate allows, and strided convolutions take their input
-gradient as stride-1 convolutions on CPU (see `conv2d`). `compiler_options()` gives the XLA
-options the jitted steps should use.
+Written for speed on CPUs as well as accelerators (benchmarks/README.md has the numbers): both
+images of a pair go through the encoder as one batch, dropout draws one random bit per unit where
+its rate allows, and strided convolutions take their input gradient as stride-1 convolutions on
+CPU (see `conv2d`). `compiler_options()` gives the XLA options the jitted steps should use.
 """
 
 import functools
@@ -345,12 +345,11 @@ class SiameseNet(nn.Module):
 
   def embed_pairs(self, pairs: jax.Array, train: bool = False) -> jax.Array:
     """Maps (N, 2, H, W, C) pairs to (N, 2, D) embeddings with the shared encoder."""
-    # nn.vmap, not a reshape to 2N images: the reshape of a batch sharded over several processes
-    # trained differently from one process (tests/test_multihost.py).
-    twin = nn.vmap(
-        lambda encoder, x: encoder(x, train), in_axes=1, out_axes=1,
-        variable_axes={'params': None}, split_rngs={'params': False, 'dropout': True})
-    return twin(self.encoder, pairs)
+    # What vmap over the pair axis computes, as one batch of 2N images: vmap's batching of the
+    # kernel gradients made the reference step 1.5x slower on CPU (benchmarks/README.md).
+    n = pairs.shape[0]
+    embeddings = self.encoder(pairs.reshape(2 * n, *pairs.shape[2:]), train)
+    return embeddings.reshape(n, 2, -1)
 
   def encode(self, images: jax.Array, train: bool = False) -> jax.Array:
     return self.encoder(images, train)

@@ -238,6 +238,18 @@ def test_pair_batches_shapes_values_and_coverage():
   assert list(np.concatenate(batch_indices(in_order))) == list(range(48))
 
 
+@pytest.mark.parametrize('layout', ['contiguous', 'strided'])
+def test_gather_rows_equals_fancy_indexing(layout):
+  images = np.random.default_rng(0).integers(0, 256, (9, 2, 5, 3, 2), dtype=np.uint8)
+  if layout == 'strided':
+    images = images[:, :, ::2]
+  rows = np.array([4, 0, 4, 8])
+  gathered = ip.gather_rows(images, rows)
+  assert gathered.shape == (4,) + images.shape[1:]
+  np.testing.assert_array_equal(gathered, images[rows])
+  assert ip.gather_rows(images, rows[:0]).shape == (0,) + images.shape[1:]
+
+
 def test_shuffling_depends_only_on_seed_and_epoch():
   pairs = synthetic_pairs()
   order = lambda seed, epoch: np.concatenate(
