@@ -231,6 +231,50 @@ def _add_bias_bwd(bias, grad):
 add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
+def _matmul_as_dot(x: jax.Array, w: jax.Array) -> jax.Array:
+  return jnp.dot(x, w, preferred_element_type=jnp.float32)
+
+
+def _matmul_as_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+  y = lax.conv_general_dilated(x.reshape(1, x.shape[0], 1, x.shape[1]), w.reshape(1, 1, *w.shape),
+                               (1, 1), 'VALID', dimension_numbers=_CONV_DIMENSIONS,
+                               preferred_element_type=jnp.float32)
+  return y.reshape(x.shape[0], w.shape[1])
+
+
+@jax.custom_vjp
+def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+  """(N, K) x (K, M) with float32 accumulation, the same numbers as jnp.dot.
+
+  On CPU the forward product runs as a 1x1 convolution: XLA hands convolutions to Eigen, which
+  took 0.65x the time of the matmul library on the reference's (128, 238144) x (238144, 1024)
+  dense layer; its two gradient products stay matmuls, where the library is faster.
+  """
+  return lax.platform_dependent(x, w, cpu=_matmul_as_conv, default=_matmul_as_dot)
+
+
+def _matmul_fwd(x, w):
+  return matmul(x, w), (x, w)
+
+
+def _matmul_bwd(residuals, grad):
+  x, w = residuals
+  x_grad = jnp.dot(grad.astype(w.dtype), w.T, preferred_element_type=jnp.float32)
+  w_grad = jnp.dot(x.T, grad.astype(x.dtype), preferred_element_type=jnp.float32)
+  return x_grad.astype(x.dtype), w_grad.astype(w.dtype)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def _dense_dot_general(x, kernel, dimension_numbers, precision=None, preferred_element_type=None):
+  """nn.Dense's dot_general for a (N, K) input, computed by `matmul`."""
+  del precision, preferred_element_type  # Always float32 accumulation.
+  if x.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
+    raise ValueError(f'dense layer: expected a (N, K) input, got shape {x.shape}')
+  return matmul(x, kernel)
+
+
 class Conv(nn.Module):
   """nn.Conv's parameters ('kernel' HWIO, 'bias') and numbers, computed with `conv2d`."""
 
@@ -298,9 +342,7 @@ class Encoder(nn.Module):
       x = x.astype(self.compute_dtype)  # Activations in the compute dtype between layers.
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(self.dense_units, dtype=self.compute_dtype, kernel_init=dense_kernel_init,
-                 bias_init=dense_bias_init, name='dense',
-                 dot_general=functools.partial(lax.dot_general,
-                                               preferred_element_type=jnp.float32))(x)
+                 bias_init=dense_bias_init, name='dense', dot_general=_dense_dot_general)(x)
     return _ACTIVATIONS[self.dense_activation](x.astype(jnp.float32))
 
   def _norm(self, x: jax.Array, name: str) -> jax.Array:

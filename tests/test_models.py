@@ -67,6 +67,23 @@ def test_add_bias_gradient_is_the_sum_over_all_but_channels():
   _close(grads[1], probe.sum((0, 1, 2)))
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_matmul_matches_dot_forward_and_gradients(dtype):
+  x = jax.random.normal(jax.random.key(0), (6, 300)).astype(dtype)
+  w = jax.random.normal(jax.random.key(1), (300, 5)).astype(dtype)
+  probe = jax.random.normal(jax.random.key(2), (6, 5))
+  plain = lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.float32)
+  assert models.matmul(x, w).dtype == jnp.float32
+  tolerance = 1e-4 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(models.matmul(x, w), plain(x, w), rtol=tolerance, atol=tolerance)
+  grads = jax.grad(lambda x, w: jnp.sum(probe * models.matmul(x, w)), argnums=(0, 1))(x, w)
+  expected = jax.grad(lambda x, w: jnp.sum(probe * plain(x, w)), argnums=(0, 1))(x, w)
+  for got, want in zip(grads, expected):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got.astype(jnp.float32), want.astype(jnp.float32),
+                               rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize('rate, bits', [(0.5, 1), (0.25, 2), (0.75, 2), (0.2, 8), (0.3, 8)])
 def test_dropout_keeps_the_right_fraction_with_few_random_bits(rate, bits):
   assert models._dropout_bits(rate)[0] == bits
