@@ -60,8 +60,8 @@ def augment_images(key: jax.Array, images: jax.Array,
     return images
   flip_key, affine_key = jax.random.split(key)
   leading = images.shape[:-3]
-  # Draws shaped like the batch, never a reshape of it: a reshaped batch sharded over several
-  # processes trained differently from one process (tests/test_multihost.py).
+  # Random draws shaped like the batch: keys split over a reshaped batch drew differently when
+  # the batch was sharded over several processes (tests/test_multihost.py).
   if augment_config.flip:
     mirrored = jax.random.bernoulli(flip_key, 0.5, leading)
     images = jnp.where(mirrored[..., None, None, None], images[..., ::-1, :], images)
