@@ -114,11 +114,15 @@ def _zero_sums() -> dict[str, jax.Array]:
   return {name: jnp.zeros((), jnp.float32) for name in _SUM_NAMES}
 
 
-def create_state(model, tx, image_shape, key) -> TrainState:
-  """Fresh params (from `key`) and optimiser state."""
-  params = models.init(model, key, image_shape)
+def _state_around(tx, params) -> TrainState:
+  """Step 0 with these params and a fresh optimiser state."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     sums=_zero_sums())
+
+
+def create_state(model, tx, image_shape, key) -> TrainState:
+  """Fresh params (from `key`) and optimiser state."""
+  return _state_around(tx, models.init(model, key, image_shape))
 
 
 def create_state_jitted(model, tx, image_shape, key, out_sharding) -> TrainState:
@@ -129,8 +133,7 @@ def create_state_jitted(model, tx, image_shape, key, out_sharding) -> TrainState
   """
   params = jax.jit(lambda key: models.init(model, key, image_shape),
                    out_shardings=out_sharding)(key)
-  rest = jax.jit(lambda params: TrainState(step=jnp.zeros((), jnp.int32), params=None,
-                                           opt_state=tx.init(params), sums=_zero_sums()),
+  rest = jax.jit(lambda params: _state_around(tx, params).replace(params=None),
                  out_shardings=out_sharding)(params)
   return rest.replace(params=params)
 
