@@ -1,11 +1,13 @@
 """Runs the project's step and its Keras and PyTorch peers in turn, on this machine; prints ratios.
 
   python benchmarks/compare_peers.py [--peers-python PATH] [--rounds R] [--steps N] [--batch B]
+      [--only project,project_bf16,keras,torch]
 
 Each benchmark runs in its own process (one at a time, so that none slows another): the project
-with this interpreter (benchmarks/epoch_time.py on the seed config), the peers with
---peers-python, an interpreter that has the `peers` extra (`pip install -e '.[peers]'`, in a
-separate environment: TensorFlow must never enter the project's). With --rounds above 1 they
+with this interpreter (benchmarks/epoch_time.py on the seed config; project_bf16: the same with
+model.compute_dtype=bfloat16), the peers with --peers-python, an interpreter that has the `peers`
+extra (`pip install -e '.[peers]'`, in a separate environment: TensorFlow must never enter the
+project's). With --rounds above 1 they
 alternate (project, keras, torch, project, ...) and each one's median over rounds is compared,
 which evens out a machine whose speed drifts. Prints a table and, last, one JSON line.
 """
@@ -29,10 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--batch', type=int, default=64)
   parser.add_argument('--dense-units', type=int, default=1024)
-  parser.add_argument('--keep-freed-memory', action='store_true',
-                      help="pass --keep-freed-memory to the project's benchmark")
   parser.add_argument('--only', default='project,keras,torch',
-                      help='comma-separated subset of project,keras,torch')
+                      help='comma-separated subset of project,project_bf16 (mixed precision),'
+                      'keras,torch')
   return parser.parse_args(argv)
 
 
@@ -41,11 +42,10 @@ def commands(args) -> dict[str, list[str]]:
   project = [sys.executable, os.path.join(_HERE, 'epoch_time.py'), *shared]
   if args.dense_units != 1024:
     project += ['--set', f'model.dense_units={args.dense_units}']
-  if args.keep_freed_memory:
-    project.append('--keep-freed-memory')
   peer_flags = [*shared, '--dense-units', str(args.dense_units)]
   return {
       'project': project,
+      'project_bf16': [*project, '--set', 'model.compute_dtype=bfloat16'],
       'keras': [args.peers_python, os.path.join(_HERE, 'peers', 'keras_step.py'), *peer_flags],
       'torch': [args.peers_python, os.path.join(_HERE, 'peers', 'torch_step.py'), *peer_flags],
   }

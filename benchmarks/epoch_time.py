@@ -41,9 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help='override a config field, e.g. --set model.compute_dtype=bfloat16')
   parser.add_argument('--plain-xla', action='store_true',
                       help="jit without models.compiler_options() (XLA's default CPU libraries)")
-  parser.add_argument('--keep-freed-memory', action='store_true',
-                      help='host_memory.keep_freed_memory() first, as training does with '
-                           'LFW_SIAMESE_KEEP_FREED_MEMORY=1 (also on when that is set)')
   parser.add_argument('--no-ceiling', action='store_true', help='skip the matmul ceiling')
   return parser.parse_args(argv)
 
@@ -123,9 +120,8 @@ def step_flops(compiled) -> float:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  # Before JAX starts its threads, as lfw_siamese.main does.
-  allocator_tuned = (host_memory.keep_freed_memory() if args.keep_freed_memory
-                     else host_memory.keep_freed_memory_if_asked())
+  config = load_config(args.config, args.set)
+  allocator_tuned = host_memory.configure(config)  # Before JAX starts, as lfw_siamese.main does.
 
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -135,7 +131,6 @@ def main(argv=None) -> dict:
   from lfw_siamese import sharding  # pylint: disable=g-import-not-at-top
   from lfw_siamese import train  # pylint: disable=g-import-not-at-top
 
-  config = load_config(args.config, args.set)
   batch_size = args.batch or config.batch_size
   config.batch_size = batch_size
   image_shape = tuple(images_lib.preprocessing(config.data).shape)

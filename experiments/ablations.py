@@ -14,6 +14,7 @@ import json
 import pathlib
 
 from lfw_siamese import checkpointing
+from lfw_siamese import host_memory
 from lfw_siamese import input_pipeline
 from lfw_siamese import models
 from lfw_siamese import train
@@ -124,6 +125,7 @@ def main():
   parser.add_argument('--only', nargs='*', help='run only these names (the table lists all)')
   parser.add_argument('--table_only', action='store_true', help='train nothing; print the table')
   args = parser.parse_args()
+  host_memory.configure(baseline_config())  # Before JAX starts.
   root = pathlib.Path(args.workdir)
   root.mkdir(parents=True, exist_ok=True)
   rows = []

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from lfw_siamese import host_memory
 from lfw_siamese import train
 from lfw_siamese.configs import seed
 
@@ -156,6 +157,7 @@ def main():
                       help='side of the resized 250x250 faces (the report used 250)')
   parser.add_argument('--num_epochs', type=int, default=30)
   args = parser.parse_args()
+  host_memory.configure(seed.get_config())  # Before JAX starts.
   root = pathlib.Path(args.workdir)
   root.mkdir(parents=True, exist_ok=True)
   rows, setting = sweep(root, args.image_size, args.num_epochs)

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from lfw_siamese import checkpointing
 from lfw_siamese import evaluate
+from lfw_siamese import host_memory
 from lfw_siamese import lists
 
 
@@ -78,6 +79,7 @@ def _define_flags():
 
 def main(options) -> int:
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint read and write at INFO.
+  host_memory.configure(options['config'].value)  # Before JAX starts.
   try:
     folds = [int(k) for k in options['folds'].value]
   except ValueError:

@@ -13,7 +13,7 @@ CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
 # Fields that say where things are or how often to report, not what is trained.
 RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'log_every_steps',
-                   'checkpoint_every_steps')
+                   'checkpoint_every_steps', 'keep_freed_memory')
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 
 

@@ -1,4 +1,4 @@
-"""Optionally makes the host allocator keep freed memory, so that XLA's CPU buffers are reused.
+"""Makes the host allocator keep freed memory, so that XLA's CPU buffers are reused.
 
 XLA's CPU runtime allocates each step's activations, gradients and temporaries afresh with
 posix_memalign. glibc serves blocks of over 32 MiB with mmap (and XLA's worker threads get arenas
@@ -6,14 +6,14 @@ that always fall back to mmap for them) and unmaps them when freed, so every ste
 gigabytes of new pages: on the reference model about 1.8 million page faults per step, a quarter
 of its CPU time (benchmarks/README.md). One arena, no mmap and no trimming make freed blocks
 reusable. The cost is fragmentation: peak memory can grow well past XLA's own need (koch2015 at
-batch 128 grew past 23 GB), so it is opt-in: LFW_SIAMESE_KEEP_FREED_MEMORY=1.
+batch 128 grew past 23 GB), so the config decides (`keep_freed_memory`, off in the configs it
+would not fit).
 """
 
 import ctypes
 import ctypes.util
-import os
 
-ENV_VAR = 'LFW_SIAMESE_KEEP_FREED_MEMORY'
+import ml_collections
 
 # mallopt parameters from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -40,6 +40,6 @@ def keep_freed_memory() -> bool:
       (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
 
 
-def keep_freed_memory_if_asked() -> bool:
-  """keep_freed_memory() when LFW_SIAMESE_KEEP_FREED_MEMORY=1 (call before JAX starts)."""
-  return os.environ.get(ENV_VAR, '0') == '1' and keep_freed_memory()
+def configure(config: ml_collections.ConfigDict) -> bool:
+  """keep_freed_memory() when the config's `keep_freed_memory` is on (call before JAX starts)."""
+  return bool(config.keep_freed_memory) and keep_freed_memory()

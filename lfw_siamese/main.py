@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
     _fail(f'unexpected arguments {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Keep JAX's INFO lines (backends found) off stderr.
-  host_memory.keep_freed_memory_if_asked()  # Opt-in, before JAX starts (see host_memory).
+  host_memory.configure(_CONFIG.value)  # Before JAX starts (see host_memory).
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)

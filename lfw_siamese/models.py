@@ -246,11 +246,13 @@ def _matmul_as_conv(x: jax.Array, w: jax.Array) -> jax.Array:
 def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   """(N, K) x (K, M) with float32 accumulation, the same numbers as jnp.dot.
 
-  On CPU the forward product runs as a 1x1 convolution: XLA hands convolutions to Eigen, which
-  took 0.65x the time of the matmul library on the reference's (128, 238144) x (238144, 1024)
-  dense layer; its two gradient products stay matmuls, where the library is faster.
+  On CPU a float32 forward product runs as a 1x1 convolution: XLA hands convolutions to Eigen,
+  which took 0.65x the time of the matmul library on the reference's (128, 238144) x (238144, 1024)
+  dense layer. In bfloat16 the library is the faster one (0.4x Eigen's time), and the gradients
+  are matmuls in both.
   """
-  return lax.platform_dependent(x, w, cpu=_matmul_as_conv, default=_matmul_as_dot)
+  cpu = _matmul_as_conv if x.dtype == jnp.float32 else _matmul_as_dot
+  return lax.platform_dependent(x, w, cpu=cpu, default=_matmul_as_dot)
 
 
 def _matmul_fwd(x, w):
@@ -259,7 +261,11 @@ def _matmul_fwd(x, w):
 
 def _matmul_bwd(residuals, grad):
   x, w = residuals
-  x_grad = jnp.dot(grad.astype(w.dtype), w.T, preferred_element_type=jnp.float32)
+  if w.dtype == jnp.float32:
+    x_grad = jnp.dot(grad, w.T, preferred_element_type=jnp.float32)
+  else:  # As (w . grad^T)^T, which took 0.45x the time of grad . w^T in bf16 on CPU.
+    x_grad = lax.dot_general(w, grad.astype(w.dtype), (((1,), (1,)), ((), ())),
+                             preferred_element_type=jnp.float32).T
   w_grad = jnp.dot(x.T, grad.astype(x.dtype), preferred_element_type=jnp.float32)
   return x_grad.astype(x.dtype), w_grad.astype(w.dtype)
 

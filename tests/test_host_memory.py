@@ -5,6 +5,10 @@ import sys
 
 import pytest
 
+from lfw_siamese import host_memory
+from lfw_siamese.configs import base
+from lfw_siamese.configs import koch2015
+
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc mallopt is Linux-only')
 def test_keep_freed_memory_applies_on_glibc_and_jax_still_runs():
@@ -15,7 +19,10 @@ def test_keep_freed_memory_applies_on_glibc_and_jax_still_runs():
   assert out == ['True', str(float(1 << 24))]
 
 
-def test_keep_freed_memory_is_opt_in(monkeypatch):
-  from lfw_siamese import host_memory  # pylint: disable=g-import-not-at-top
-  monkeypatch.delenv(host_memory.ENV_VAR, raising=False)
-  assert host_memory.keep_freed_memory_if_asked() is False
+def test_configure_follows_the_config(monkeypatch):
+  calls = []
+  monkeypatch.setattr(host_memory, 'keep_freed_memory', lambda: calls.append(1) or True)
+  assert host_memory.configure(koch2015.get_config()) is False
+  assert not calls
+  assert host_memory.configure(base.get_config()) is True
+  assert calls == [1]
