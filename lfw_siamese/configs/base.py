@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 30
   config.seed = 0
   config.tta_flip = False  # Average scores of the images and their mirror images.
-  # glibc reuses freed host memory (host_memory.py): the reference step on CPU in 0.7x the time,
+  # glibc reuses freed host memory (host_memory.py): the reference step on CPU in 0.8x the time,
   # at the cost of peak memory. Off where that does not fit (koch2015, seed_dense4096).
   config.keep_freed_memory = True
   config.log_every_steps = 10
