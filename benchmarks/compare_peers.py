@@ -7,9 +7,9 @@ Each benchmark runs in its own process (one at a time, so that none slows anothe
 with this interpreter (benchmarks/epoch_time.py on the seed config; project_bf16: the same with
 model.compute_dtype=bfloat16), the peers with --peers-python, an interpreter that has the `peers`
 extra (`pip install -e '.[peers]'`, in a separate environment: TensorFlow must never enter the
-project's). With --rounds above 1 they
-alternate (project, keras, torch, project, ...) and each one's median over rounds is compared,
-which evens out a machine whose speed drifts. Prints a table and, last, one JSON line.
+project's). With --rounds above 1 they alternate (project, keras, torch, project, ...) and each
+one's median over rounds is compared, which evens out a machine whose speed drifts. Prints a
+table and, last, one JSON line.
 """
 
 import argparse

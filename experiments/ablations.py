@@ -56,6 +56,9 @@ RUNS = (
     ('lr3e-4', 'learning rate 3e-4', {'learning_rate': 3e-4}),
     ('cosine_lr', 'schedule: cosine decay to 0', {'lr_schedule': 'cosine'}),
     ('tta_flip', 'test-time flip averaging (baseline weights)', {'tta_flip': True}),
+    ('combined', 'the four gains together: crop 150, 96x96, wide, affine',
+     {'data.crop': 150, 'data.image_size': 96, 'model.conv_filters': (64, 128, 128),
+      'augment.affine': True}),
 )
 _SCORING_ONLY = frozenset({'tta_flip'})
 
