@@ -248,8 +248,8 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 
   On CPU a float32 forward product runs as a 1x1 convolution: XLA hands convolutions to Eigen,
   which took 0.65x the time of the matmul library on the reference's (128, 238144) x (238144, 1024)
-  dense layer. In bfloat16 the library is the faster one (0.4x Eigen's time), and the gradients
-  are matmuls in both.
+  dense layer. In bfloat16 the library is the faster one (0.3x Eigen's time), and the gradients
+  are matmuls in both (benchmarks/dense_layer_forms.py).
   """
   cpu = _matmul_as_conv if x.dtype == jnp.float32 else _matmul_as_dot
   return lax.platform_dependent(x, w, cpu=cpu, default=_matmul_as_dot)
@@ -263,7 +263,7 @@ def _matmul_bwd(residuals, grad):
   x, w = residuals
   if w.dtype == jnp.float32:
     x_grad = jnp.dot(grad, w.T, preferred_element_type=jnp.float32)
-  else:  # As (w . grad^T)^T, which took 0.45x the time of grad . w^T in bf16 on CPU.
+  else:  # As (w . grad^T)^T: 0.3x the time of grad . w^T in bf16 on CPU; a tie in float32.
     x_grad = lax.dot_general(w, grad.astype(w.dtype), (((1,), (1,)), ((), ())),
                              preferred_element_type=jnp.float32).T
   w_grad = jnp.dot(x.T, grad.astype(x.dtype), preferred_element_type=jnp.float32)
