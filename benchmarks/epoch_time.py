@@ -1,4 +1,4 @@
-"""Times a config's real training step on synthetic data: step, epoch, pairs/s, GFLOP/s, memory.
+"""Times a config's real training step on synthetic data: step, epoch, throughput, memory.
 
   python benchmarks/epoch_time.py [--config PATH] [--steps N] [--batch B] [--set FIELD=VALUE ...]
 
@@ -28,6 +28,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SEED_CONFIG = os.path.join(_ROOT, 'lfw_siamese', 'configs', 'seed.py')
 VIEW1_PAIRS = 2200  # pairsDevTrain.txt
 VIEW2_TRAIN_PAIRS = 5400  # Nine folds of 600 pairs.
+VIEW1_TRAIN_PEOPLE_WITH_PAIRS = 1184  # peopleDevTrain.txt: people with two or more images.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,12 +72,19 @@ def load_config(path: str, overrides: list[str]):
   return config
 
 
-def training_pairs_per_epoch(config) -> int:
-  """Pairs one training epoch sees: View 1 (or nine View 2 folds) less the validation split."""
+def epoch_size(config, batch_size: int) -> tuple[int, int, str]:
+  """(steps, examples, 'pairs' or 'images') of one training epoch on View 1 (or nine View 2
+  folds, restricted), less the validation split."""
+  if config.loss != 'bce':  # Identity batches: every training person with two or more images.
+    people = round((1 - config.data.validation_fraction) * VIEW1_TRAIN_PEOPLE_WITH_PAIRS)
+    per_batch = (batch_size - config.data.singles_per_batch) // config.data.images_per_person
+    return people // per_batch, people // per_batch * batch_size, 'images'
   if config.data.paradigm == 'unrestricted':
-    return config.data.pairs_per_epoch or VIEW1_PAIRS
-  pairs = VIEW1_PAIRS if config.data.protocol == 'view1' else VIEW2_TRAIN_PAIRS
-  return pairs - round(config.data.validation_fraction * pairs)
+    pairs = config.data.pairs_per_epoch or VIEW1_PAIRS
+  else:
+    pairs = VIEW1_PAIRS if config.data.protocol == 'view1' else VIEW2_TRAIN_PAIRS
+    pairs -= round(config.data.validation_fraction * pairs)
+  return pairs // batch_size, pairs, 'pairs'
 
 
 def synthetic_batch(config, batch_size: int, image_shape, rng):
@@ -134,8 +142,7 @@ def main(argv=None) -> dict:
   batch_size = args.batch or config.batch_size
   config.batch_size = batch_size
   image_shape = tuple(images_lib.preprocessing(config.data).shape)
-  pairs_per_epoch = training_pairs_per_epoch(config)
-  epoch_steps = pairs_per_epoch // batch_size
+  epoch_steps, epoch_examples, unit = epoch_size(config, batch_size)
   compiler_options = None if args.plain_xla else models.compiler_options()
 
   mesh = sharding.make_mesh()
@@ -189,9 +196,9 @@ def main(argv=None) -> dict:
       'step_ms': round(step_s * 1e3, 1),
       'steps_ms': [round(t * 1e3, 1) for t in wall],
       'step_cpu_ms': round(statistics.median(cpu) * 1e3, 1),
-      'epoch_steps': epoch_steps, 'epoch_pairs': pairs_per_epoch,
+      'epoch_steps': epoch_steps, 'epoch_examples': epoch_examples, 'unit': unit,
       'epoch_s': round(step_s * epoch_steps, 2),
-      'pairs_per_s': round(batch_size / step_s, 2),
+      'examples_per_s': round(batch_size / step_s, 2),
       'gflop_per_step': round(flops / 1e9, 2),
       'gflops_per_s': round(gflops_per_s, 1),
       'ceiling_gflops_per_s': round(ceiling, 1),
@@ -217,12 +224,13 @@ def print_table(r: dict) -> None:
       ('config', f"{r['config']} {' '.join(r['overrides'])}".strip()),
       ('devices', f"{r['devices']} x {r['device_kind']} ({r['platform']}, {r['cpu_count']} CPUs)"),
       ('params', f"{r['params'] / 1e6:.1f} M, compute {r['compute_dtype']}"),
-      ('batch', f"{r['batch']} pairs of {'x'.join(map(str, r['image_shape']))}"),
+      ('batch', f"{r['batch']} {r['unit']} of {'x'.join(map(str, r['image_shape']))}"),
       ('compile', f"{r['compile_s']:.1f} s"),
       ('step (median)', f"{r['step_ms']:.0f} ms wall, {r['step_cpu_ms']:.0f} ms CPU; all: "
                         f"{', '.join(f'{t:.0f}' for t in r['steps_ms'])}"),
-      ('epoch', f"{r['epoch_s']:.1f} s ({r['epoch_steps']} steps, {r['epoch_pairs']} pairs)"),
-      ('throughput', f"{r['pairs_per_s']:.1f} pairs/s"),
+      ('epoch', f"{r['epoch_s']:.1f} s ({r['epoch_steps']} steps, {r['epoch_examples']} "
+                f"{r['unit']})"),
+      ('throughput', f"{r['examples_per_s']:.1f} {r['unit']}/s"),
       ('compute', f"{r['gflop_per_step']:.1f} GFLOP/step, {r['gflops_per_s']:.1f} GFLOP/s"),
       ('matmul ceiling', f"{r['ceiling_gflops_per_s']:.0f} GFLOP/s f32, "
                          f"{r['ceiling_bf16_gflops_per_s']:.0f} GFLOP/s bf16 in / f32 acc"),

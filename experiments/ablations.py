@@ -1,4 +1,4 @@
-"""The default recipe's levers, each measured on its own against one short baseline, resumably.
+"""Levers of the BCE recipes, each measured on its own against one short baseline, resumably.
 
   LFW_DIR=/work/shared/lfw python experiments/ablations.py --workdir runs/ablations [--only NAME ...]
 
@@ -18,12 +18,12 @@ from lfw_siamese import host_memory
 from lfw_siamese import input_pipeline
 from lfw_siamese import models
 from lfw_siamese import train
-from lfw_siamese.configs import default
+from lfw_siamese.configs import unrestricted_bce
 
 
 def baseline_config():
-  """Short, small baseline: the default's encoder, restricted BCE, no flips, constant LR, 8 epochs."""
-  config = default.get_config()
+  """Short baseline: unrestricted_bce's encoder, restricted BCE, no flips, constant LR, 8 epochs."""
+  config = unrestricted_bce.get_config()
   config.data.paradigm = 'restricted'
   config.augment.flip = False
   config.lr_schedule = 'constant'

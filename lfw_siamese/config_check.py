@@ -9,9 +9,10 @@ _CHOICES = {
     'data.protocol': ('view1', 'view2'),
     'data.paradigm': ('restricted', 'unrestricted'),
     'data.color': ('grayscale', 'rgb'),
-    'loss': ('bce', 'contrastive', 'triplet'),
+    'loss': ('bce', 'contrastive', 'triplet', 'supcon'),
     'optimizer': ('adam', 'rmsprop', 'sgd'),
     'lr_schedule': ('constant', 'cosine', 'exponential'),
+    'best_epoch_by': ('val_acc', 'val_loss'),
 }
 # field: (lowest, highest, lowest allowed itself, highest allowed itself)
 _RANGES = {
@@ -20,9 +21,12 @@ _RANGES = {
     'data.image_size': (0, 1024, False, True),
     'data.validation_fraction': (0.0, 1.0, False, False),
     'data.pairs_per_epoch': (0, float('inf'), True, False),
+    'data.images_per_person': (2, float('inf'), True, False),
+    'data.singles_per_batch': (0, float('inf'), True, False),
     'model.dropout': (0.0, 1.0, True, False),
     'model.dense_units': (0, float('inf'), False, False),
     'margin': (0.0, float('inf'), False, False),
+    'temperature': (0.0, float('inf'), False, False),
     'l2_weight': (0.0, float('inf'), True, False),
     'learning_rate': (0.0, float('inf'), False, False),
     'momentum': (0.0, 1.0, True, False),
@@ -33,8 +37,8 @@ _RANGES = {
     'checkpoint_every_steps': (0, float('inf'), True, False),
 }
 _INTEGERS = ('data.fold', 'data.crop', 'data.image_size', 'data.pairs_per_epoch',
-             'model.dense_units', 'batch_size', 'num_epochs', 'seed', 'log_every_steps',
-             'checkpoint_every_steps')
+             'data.images_per_person', 'data.singles_per_batch', 'model.dense_units', 'batch_size',
+             'num_epochs', 'seed', 'log_every_steps', 'checkpoint_every_steps')
 
 
 class ConfigError(ValueError):
@@ -76,6 +80,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.loss != 'bce' and config.data.paradigm != 'unrestricted':
     raise ConfigError(f"config.loss: {config.loss!r} mines pairs among identity-labelled images; "
                       "it needs config.data.paradigm='unrestricted'")
+  people_images = config.batch_size - config.data.singles_per_batch
+  if config.loss != 'bce' and (people_images <= 0 or people_images % config.data.images_per_person):
+    raise ConfigError(f'config.batch_size: {config.batch_size} less data.singles_per_batch '
+                      f'{config.data.singles_per_batch} is not a positive multiple of '
+                      f'data.images_per_person {config.data.images_per_person}')
   for name in ('augment.flip', 'augment.affine', 'tta_flip', 'model.residual'):
     if not isinstance(_get(config, name), bool):
       raise ConfigError(f'config.{name}: expected True or False, got {_get(config, name)!r}')

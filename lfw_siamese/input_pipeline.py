@@ -277,24 +277,30 @@ def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
 
 
 def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epoch: int,
-                     images_per_person: int = 2, process_index: int = 0,
-                     process_count: int = 1) -> Iterator[dict]:
+                     images_per_person: int = 2, singles_per_batch: int = 0,
+                     process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Batches {'images': uint8 (B/process_count, H, W, C), 'person_ids': int32} of P x K images.
 
-  Each global batch holds batch_size / K people with K images each (all different when a person
-  has K or more, else each image once and some again), for in-batch triplet or contrastive
-  mining. An epoch visits every person with two or more images once, in a seeded order.
+  Each global batch holds (batch_size - singles_per_batch) / K people with K images each (all
+  different when a person has K or more, else each image once and some again), for in-batch
+  triplet or contrastive mining, then singles_per_batch images of one-image people, which can only
+  be negatives. An epoch visits every person with two or more images once, in a seeded order; the
+  one-image people follow their own seeded order, cycled.
   """
   _check_sharding(batch_size, process_index, process_count)
   k = images_per_person
-  if k < 2 or batch_size % k:
+  if k < 2 or (batch_size - singles_per_batch) % k or not 0 <= singles_per_batch < batch_size:
     raise ValueError(f'identity_batches: images_per_person must be >= 2 and divide batch_size '
-                     f'{batch_size}, got {k}')
+                     f'{batch_size} less singles_per_batch {singles_per_batch}, got {k}')
   rng = np.random.default_rng([seed, epoch, _IDENTITY_STREAM])
   starts, counts, by_person = _people_index(identities)
   people = rng.permutation(np.flatnonzero(counts >= 2))
-  per_batch = batch_size // k
-  for start in range(0, len(people) - per_batch + 1, per_batch):
+  if singles_per_batch:
+    singles = by_person[starts[rng.permutation(np.flatnonzero(counts == 1))]]
+    if not len(singles):
+      raise ValueError('identity_batches: singles_per_batch > 0, but no person has one image')
+  per_batch = (batch_size - singles_per_batch) // k
+  for batch_index, start in enumerate(range(0, len(people) - per_batch + 1, per_batch)):
     chosen = []
     for person in people[start:start + per_batch]:
       if counts[person] >= k:
@@ -303,6 +309,9 @@ def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epo
         picks = np.concatenate([rng.permutation(counts[person]),
                                 rng.choice(counts[person], size=k - counts[person])])
       chosen.append(by_person[starts[person] + picks])
+    if singles_per_batch:
+      taken = np.arange(batch_index * singles_per_batch, (batch_index + 1) * singles_per_batch)
+      chosen.append(singles[taken % len(singles)])
     batch = np.concatenate(chosen)
     local = np.array_split(batch, process_count)[process_index]
     yield {'images': gather_rows(identities.images, local),

@@ -1,4 +1,5 @@
-"""Losses: cross-entropy on pair logits; contrastive and triplet losses mined in a batch."""
+"""Losses: cross-entropy on pair logits; contrastive, triplet and supervised-contrastive losses
+mined in a batch."""
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,11 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def _masked_mean_rows(values: jax.Array, mask: jax.Array) -> jax.Array:
+  mask = mask.astype(values.dtype)
+  return jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+
+
 def contrastive(embeddings: jax.Array, person_ids: jax.Array, margin: float) -> jax.Array:
   """Contrastive loss over every in-batch pair, positives and negatives weighted equally.
 
@@ -65,6 +71,23 @@ def triplet_batch_hard(embeddings: jax.Array, person_ids: jax.Array, margin: flo
   return _masked_mean(jnp.where(has_triplet, losses, 0.0), has_triplet)
 
 
+def supervised_contrastive(embeddings: jax.Array, person_ids: jax.Array,
+                           temperature: float) -> jax.Array:
+  """Supervised contrastive loss (Khosla et al. 2020): each image against every other in the batch.
+
+  For each anchor, the mean over its positives of -log softmax(cosine / temperature), the softmax
+  taken over every other image in the batch. Anchors without a positive are left out.
+  """
+  unit = _normalise(embeddings)
+  positive, _ = same_person_masks(person_ids)
+  not_self = ~jnp.eye(person_ids.shape[0], dtype=bool)
+  similarities = jnp.where(not_self, unit @ unit.T / temperature, -jnp.inf)
+  log_probabilities = similarities - jax.nn.logsumexp(similarities, axis=1, keepdims=True)
+  per_anchor = _masked_mean_rows(jnp.where(positive, log_probabilities, 0.0), positive)
+  has_positive = jnp.any(positive, axis=1)
+  return -_masked_mean(per_anchor, has_positive)
+
+
 def in_batch_pair_bce(pair_logits: jax.Array, person_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Balanced BCE and accuracy of (B, B) head logits over in-batch positive and negative pairs.
 
@@ -79,4 +102,5 @@ def in_batch_pair_bce(pair_logits: jax.Array, person_ids: jax.Array) -> tuple[ja
   return loss, accuracy
 
 
-METRIC_LOSSES = {'contrastive': contrastive, 'triplet': triplet_batch_hard}
+METRIC_LOSSES = {'contrastive': contrastive, 'triplet': triplet_batch_hard,
+                 'supcon': supervised_contrastive}

@@ -35,25 +35,39 @@ def _save(figure, path: str) -> str:
   return path
 
 
-def learning_curves(rows: Sequence[Mapping], path: str, best_epoch: int | None = None) -> str:
-  """Loss and accuracy (at probability 0.5) per epoch, train and validation, side by side."""
-  figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+def learning_curves(rows: Sequence[Mapping], path: str, best_epoch: int | None = None,
+                    train_loss: str = 'bce') -> str:
+  """Loss and accuracy (at probability 0.5) per epoch, train and validation, side by side.
+
+  Validation loss is always the pair BCE; a train loss of another kind (`train_loss`, say supcon)
+  gets its own scale on the right.
+  """
+  figure, axes = plt.subplots(1, 2, figsize=(10.5, 3.8), layout='constrained')
   for axis, quantity in zip(axes, ('loss', 'acc')):
-    for split, style in (('train', '-o'), ('val', '-s')):
+    lines = []
+    for split, style, color in (('train', '-o', 'C0'), ('val', '-s', 'C1')):
       points = [(r['epoch'], r[f'{split}_{quantity}']) for r in rows
                 if r.get(f'{split}_{quantity}') is not None]
-      if points:
-        epochs, values = zip(*points)
-        axis.plot(epochs, values, style, markersize=3,
-                  label={'train': 'train', 'val': 'validation'}[split])
+      if not points:
+        continue
+      label = {'train': 'train', 'val': 'validation'}[split]
+      target = axis
+      if quantity == 'loss' and train_loss != 'bce':
+        label += f' ({train_loss})' if split == 'train' else ' (pair BCE)'
+        if split == 'train':
+          target = axis.twinx()
+          target.set_ylabel(f'train loss ({train_loss})')
+      epochs, values = zip(*points)
+      lines += target.plot(epochs, values, style, color=color, markersize=3, label=label)
     if best_epoch:
-      axis.axvline(best_epoch, color='grey', linestyle=':', label=f'best epoch ({best_epoch})')
+      lines.append(axis.axvline(best_epoch, color='grey', linestyle=':',
+                                label=f'best epoch ({best_epoch})'))
     axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.set_xlabel('epoch')
     axis.set_ylabel({'loss': 'loss', 'acc': 'accuracy at probability 0.5'}[quantity])
     axis.set_title({'loss': 'Loss', 'acc': 'Accuracy'}[quantity])
     axis.grid(alpha=0.3)
-    axis.legend(fontsize='small')
+    axis.legend(handles=lines, fontsize='small')
   return _save(figure, path)
 
 

@@ -38,7 +38,8 @@ def plot_learning_curves(workdir: str, best_epoch: int | None = None) -> str | N
     return None
   if best_epoch is None:
     best_epoch = (_read_json(os.path.join(workdir, 'summary.json')) or {}).get('best_epoch')
-  return plots.learning_curves(rows, figure_path(workdir, LEARNING_CURVES), best_epoch)
+  loss = (_read_json(os.path.join(workdir, 'config.json')) or {}).get('loss', 'bce')
+  return plots.learning_curves(rows, figure_path(workdir, LEARNING_CURVES), best_epoch, loss)
 
 
 def plot_test_pairs(workdir: str, images: np.ndarray, labels: np.ndarray, scores: np.ndarray,

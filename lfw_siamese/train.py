@@ -74,7 +74,9 @@ def unit_range(images: jax.Array) -> jax.Array:
 def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict):
   """A pure step (state, batch, key) -> (state, metrics); step randomness is fold_in(key, step)."""
-  loss_name, margin, l2_weight = config.loss, config.margin, config.l2_weight
+  loss_name, l2_weight = config.loss, config.l2_weight
+  # The metric losses' one hyperparameter: supcon's temperature, the others' margin.
+  loss_parameter = config.temperature if loss_name == 'supcon' else config.margin
   augment_config = config.augment
 
   def objective(params, batch, key):
@@ -86,7 +88,8 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
       accuracy = losses.pair_accuracy(logits, batch['labels'])
     else:
       embeddings = models.encode(model, params, images, train=True, dropout_key=dropout_key)
-      metric_loss = losses.METRIC_LOSSES[loss_name](embeddings, batch['person_ids'], margin)
+      metric_loss = losses.METRIC_LOSSES[loss_name](embeddings, batch['person_ids'],
+                                                     loss_parameter)
       # The head alone learns BCE on every in-batch pair of frozen embeddings: calibrated logits.
       frozen = jax.lax.stop_gradient(embeddings)
       head_logits = models.score_embeddings(model, params, frozen[:, None], frozen[None, :])
@@ -198,8 +201,10 @@ def epoch_batches(train, config: ml_collections.ConfigDict, epoch: int) -> Itera
   shard = dict(process_index=jax.process_index(), process_count=jax.process_count())
   if _is_identity_set(train):
     if config.loss != 'bce':
-      return input_pipeline.identity_batches(train, config.batch_size, seed=config.seed,
-                                             epoch=epoch, **shard)
+      return input_pipeline.identity_batches(
+          train, config.batch_size, seed=config.seed, epoch=epoch,
+          images_per_person=config.data.images_per_person,
+          singles_per_batch=config.data.singles_per_batch, **shard)
     train = input_pipeline.identity_pair_set(
         train, config.data.pairs_per_epoch or VIEW1_TRAIN_PAIRS, seed=config.seed, epoch=epoch)
   return input_pipeline.pair_batches(train, config.batch_size, seed=config.seed, epoch=epoch,
@@ -216,8 +221,16 @@ def steps_per_epoch(train, config: ml_collections.ConfigDict) -> int:
 
 
 def _new_progress() -> dict:
-  return {'epoch': 0, 'batches_done': 0, 'history': [], 'best_epoch': 0, 'best_val_acc': -1.0,
-          'train_seconds': 0.0}
+  return {'epoch': 0, 'batches_done': 0, 'history': [], 'best_epoch': 0, 'train_seconds': 0.0}
+
+
+def _is_better(record: dict, progress: dict, best_epoch_by: str) -> bool:
+  """Whether this epoch beats the best so far: higher val_acc or lower val_loss (ties: first)."""
+  if not progress['best_epoch']:
+    return True
+  best = progress['history'][progress['best_epoch'] - 1][best_epoch_by]
+  value = record[best_epoch_by]
+  return value < best if best_epoch_by == 'val_loss' else value > best
 
 
 @functools.lru_cache(maxsize=4)
@@ -328,9 +341,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
               'train_seconds': round(progress['train_seconds'], 3)}
     progress['history'].append(record)
     # Order matters for a kill at any point: best, then latest (which forgets a newer best).
-    if record['val_acc'] > progress['best_val_acc']:
+    if _is_better(record, progress, config.best_epoch_by):
       checkpoints.save_best(epoch + 1, state.params, record)
-      progress.update(best_epoch=epoch + 1, best_val_acc=record['val_acc'])
+      progress.update(best_epoch=epoch + 1)
     progress.update(epoch=epoch + 1, batches_done=0)
     checkpoints.save_latest(step, state, progress)
     writer.write_history(progress['history'])

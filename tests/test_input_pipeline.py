@@ -298,6 +298,25 @@ def test_identity_pair_set_is_balanced_correct_and_seeded():
   assert not np.array_equal(other.names, pairs.names)
 
 
+def test_identity_batches_add_one_image_people_as_negatives():
+  identities = synthetic_identities()
+  counts = np.bincount(identities.person_ids)
+  batches = list(ip.identity_batches(identities, 6, seed=0, epoch=0, singles_per_batch=2))
+  assert len(batches) == 3  # Still two people with several images per batch.
+  singles = []
+  for batch in batches:
+    ids = batch['person_ids']
+    assert ids.shape == (6,) and list(ids[:4:2]) == list(ids[1:4:2])
+    assert all(counts[person] == 1 for person in ids[4:])
+    singles.extend(ids[4:])
+  assert set(singles) == set(np.flatnonzero(counts == 1))  # Cycled through, each one seen.
+  again = list(ip.identity_batches(identities, 6, seed=0, epoch=0, singles_per_batch=2))
+  np.testing.assert_array_equal(np.concatenate([b['person_ids'] for b in again]),
+                                np.concatenate([b['person_ids'] for b in batches]))
+  with pytest.raises(ValueError, match='divide batch_size 6 less singles_per_batch 1'):
+    next(ip.identity_batches(identities, 6, seed=0, epoch=0, singles_per_batch=1))
+
+
 @pytest.mark.parametrize('process_count', [1, 2])
 def test_identity_batches_are_people_times_images(process_count):
   identities = synthetic_identities()

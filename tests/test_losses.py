@@ -56,6 +56,23 @@ def test_triplet_batch_hard_matches_brute_force():
   assert float(got) == pytest.approx(np.mean(per_anchor), rel=1e-5)
 
 
+def test_supervised_contrastive_matches_brute_force():
+  rng = np.random.default_rng(1)
+  embeddings = rng.normal(size=(7, 4)).astype(np.float32)
+  ids = np.array([0, 0, 0, 1, 1, 2, 3])
+  unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+  per_anchor = []
+  for anchor in range(7):
+    others = [j for j in range(7) if j != anchor]
+    positives = [j for j in others if ids[j] == ids[anchor]]
+    if positives:
+      logits = {j: unit[anchor] @ unit[j] / 0.2 for j in others}
+      log_normaliser = np.log(sum(np.exp(v) for v in logits.values()))
+      per_anchor.append(-np.mean([logits[p] - log_normaliser for p in positives]))
+  got = losses.supervised_contrastive(jnp.asarray(embeddings), jnp.asarray(ids), temperature=0.2)
+  assert float(got) == pytest.approx(np.mean(per_anchor), rel=1e-5)
+
+
 def test_metric_losses_have_finite_gradients_with_duplicate_embeddings():
   embeddings = jnp.ones((4, 3))
   ids = jnp.array([0, 0, 1, 1])

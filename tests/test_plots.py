@@ -98,6 +98,7 @@ def test_learning_curves_tolerate_missing_values(tmp_path):
   rows = [{'epoch': 1, 'train_loss': 0.7, 'train_acc': 0.5},
           {'epoch': 2, 'train_loss': 0.6, 'train_acc': 0.6, 'val_loss': 0.65, 'val_acc': 0.55}]
   assert_valid_png(plots.learning_curves(rows, str(tmp_path / 'curves.png')))
+  assert_valid_png(plots.learning_curves(rows, str(tmp_path / 'metric.png'), 2, 'supcon'))
 
 
 def test_malformed_metrics_line_names_file_and_line(tmp_path):

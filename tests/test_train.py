@@ -92,6 +92,19 @@ def test_loss_falls_and_run_files_are_written(trained):
   assert json.loads(pathlib.Path(workdir, 'config.json').read_text())['num_epochs'] == 3
 
 
+@pytest.mark.parametrize('best_epoch_by, pick', [('val_acc', max), ('val_loss', min)])
+def test_best_epoch_is_the_first_best_by_the_chosen_metric(best_epoch_by, pick):
+  history = [{'val_acc': 0.6, 'val_loss': 0.5}, {'val_acc': 0.7, 'val_loss': 0.6},
+             {'val_acc': 0.7, 'val_loss': 0.4}, {'val_acc': 0.5, 'val_loss': 0.4}]
+  progress = {'best_epoch': 0, 'history': []}
+  for epoch, record in enumerate(history, start=1):
+    progress['history'].append(record)
+    if train._is_better(record, progress, best_epoch_by):  # pylint: disable=protected-access
+      progress['best_epoch'] = epoch
+  values = [record[best_epoch_by] for record in history]
+  assert progress['best_epoch'] == values.index(pick(values)) + 1 == 2 + (best_epoch_by == 'val_loss')
+
+
 def test_restored_best_params_give_identical_scores(trained, data):
   workdir, config, summary = trained
   restored_config, params = checkpointing.load_best(workdir)
@@ -140,10 +153,14 @@ def test_changed_config_is_refused_unless_restarting(trained, data):
 
 
 @pytest.mark.parametrize('overrides, message', [
-    ({'loss': 'hinge'}, r"config\.loss: expected one of \('bce', 'contrastive', 'triplet'\)"),
+    ({'loss': 'hinge'},
+     r"config\.loss: expected one of \('bce', 'contrastive', 'triplet', 'supcon'\)"),
     ({'batch_size': 0}, r'config\.batch_size: expected a value in \(0, inf\), got 0'),
     ({'model.dropout': 1.0}, r'config\.model\.dropout: expected a value in \[0\.0, 1\.0\)'),
     ({'loss': 'triplet'}, r"config\.loss: 'triplet' .*data\.paradigm='unrestricted'"),
+    ({'loss': 'supcon', 'data.paradigm': 'unrestricted', 'data.images_per_person': 3},
+     r'config\.batch_size: 16 less data\.singles_per_batch 0 is not a positive multiple of '
+     r'data\.images_per_person 3'),
     ({'model.conv_kernels': (3,)}, r'config\.model\.conv_kernels has 1 entries'),
     ({'data.fold': 10}, r'config\.data\.fold: expected a value in \[0, 9\], got 10'),
 ])
@@ -168,7 +185,7 @@ def test_batch_larger_than_the_training_set_is_refused(tmp_path, data):
 
 
 @pytest.mark.parametrize('loss, epochs, min_val_acc',
-                         [('triplet', 4, 0.7), ('contrastive', 2, 0.0)])
+                         [('triplet', 4, 0.7), ('contrastive', 2, 0.0), ('supcon', 8, 0.7)])
 def test_metric_losses_learn_and_keep_the_head_calibrated(tmp_path, loss, epochs, min_val_acc):
   config = train_fakes.tiny_config(**{'loss': loss, 'data.paradigm': 'unrestricted',
                                       'margin': 0.5, 'num_epochs': epochs})

@@ -20,6 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.image_size = 250  # Side after crop and resize.
   config.data.validation_fraction = 0.025
   config.data.pairs_per_epoch = 0  # Unrestricted: pairs drawn per epoch; 0 means as many as View 1.
+  config.data.images_per_person = 2  # Unrestricted metric losses: images of each person in a batch.
+  config.data.singles_per_batch = 0  # ... and images of one-image people in it (negatives only).
 
   config.augment = ml_collections.ConfigDict()
   config.augment.flip = False  # Random horizontal flips of each image.
@@ -40,8 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.init = 'default'  # default (Keras-like glorot) | koch2015
   config.model.compute_dtype = 'float32'  # float32 | bfloat16 (mixed precision)
 
-  config.loss = 'bce'  # bce | contrastive | triplet
+  config.loss = 'bce'  # bce | contrastive | triplet | supcon
   config.margin = 1.0  # For the contrastive and triplet losses.
+  config.temperature = 0.1  # For the supervised contrastive loss (supcon).
   config.l2_weight = 0.01  # Keras' l2() default, on conv and dense kernels.
 
   config.optimizer = 'adam'  # adam | rmsprop | sgd
@@ -54,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 30
   config.seed = 0
   config.tta_flip = False  # Average scores of the images and their mirror images.
+  config.best_epoch_by = 'val_acc'  # val_acc (at probability 0.5, highest) | val_loss (lowest)
   # glibc reuses freed host memory (host_memory.py): the reference step on CPU in 0.8x the time,
   # at the cost of peak memory. Off where that does not fit (koch2015, seed_dense4096).
   config.keep_freed_memory = True
