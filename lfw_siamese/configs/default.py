@@ -15,4 +15,7 @@ def get_config():
   config.augment.affine = True
   config.model.dense_activation = 'none'  # Embeddings on the whole sphere, not one orthant.
   config.model.head = 'cosine'  # The loss's own similarity, with a learned scale and bias.
+  # Validation loss keeps falling after validation accuracy at 0.5 peaks (the head's calibration
+  # drifts while the embedding improves): View 1 test 0.819 against 0.800.
+  config.best_epoch_by = 'val_loss'
   return config
