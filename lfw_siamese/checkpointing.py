@@ -9,6 +9,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from lfw_siamese.configs import base
+
 CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
 # Fields that say where things are or how often to report, not what is trained.
@@ -37,8 +39,12 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-  """'field: old -> new' for each field that changes what is trained."""
-  old, new = _flatten(old), _flatten(new)
+  """'field: old -> new' for each field that changes what is trained.
+
+  A field missing on one side (a workdir written before the field existed) counts as base.py's.
+  """
+  defaults = _flatten(config_dict(base.get_config()))
+  old, new = {**defaults, **_flatten(old)}, {**defaults, **_flatten(new)}
   return [f'{name}: {old.get(name, "<absent>")!r} -> {new.get(name, "<absent>")!r}'
           for name in sorted(set(old) | set(new))
           if name not in RUN_ONLY_FIELDS and old.get(name) != new.get(name)]

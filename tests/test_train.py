@@ -152,6 +152,15 @@ def test_changed_config_is_refused_unless_restarting(trained, data):
                                           checkpointing.config_dict(moved)) == []
 
 
+def test_fields_added_since_a_workdir_was_written_count_as_their_defaults():
+  written = checkpointing.config_dict(train_fakes.tiny_config())
+  del written['temperature'], written['data']['singles_per_batch']  # Written before they existed.
+  current = checkpointing.config_dict(train_fakes.tiny_config())
+  assert checkpointing.config_differences(written, current) == []
+  warmer = checkpointing.config_dict(train_fakes.tiny_config(temperature=0.2))
+  assert checkpointing.config_differences(written, warmer) == ['temperature: 0.1 -> 0.2']
+
+
 @pytest.mark.parametrize('overrides, message', [
     ({'loss': 'hinge'},
      r"config\.loss: expected one of \('bce', 'contrastive', 'triplet', 'supcon'\)"),
