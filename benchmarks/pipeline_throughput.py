@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+import epoch_time  # benchmarks/, this script's own folder.
 from lfw_siamese import input_pipeline
 from lfw_siamese import tfds_lfw
 from lfw_siamese.configs import base
@@ -62,14 +63,9 @@ def time_training(config_name: str, steps: int) -> dict:
   state = train.create_state(model, tx, shape, jax.random.key(0))
   step = jax.jit(train.make_train_step(model, tx, config))
   rng = np.random.default_rng(0)
-  if config.loss == 'bce':
-    batch = {'images': rng.integers(0, 256, (config.batch_size, 2) + shape, dtype=np.uint8),
-             'labels': (np.arange(config.batch_size) % 2).astype(np.int32)}
-    pairs_per_step = config.batch_size
-  else:  # Identity batches of single images: as many images as batch_size / 2 pairs hold.
-    batch = {'images': rng.integers(0, 256, (config.batch_size,) + shape, dtype=np.uint8),
-             'person_ids': (np.arange(config.batch_size) // 2).astype(np.int32)}
-    pairs_per_step = config.batch_size // 2
+  batch = epoch_time.synthetic_batch(config, config.batch_size, shape, rng)
+  # Identity batches hold single images: as many as batch_size / 2 pairs.
+  pairs_per_step = config.batch_size if config.loss == 'bce' else config.batch_size // 2
   key = jax.random.key(1)
   started = time.perf_counter()
   state, metrics = step(state, batch, key)

@@ -34,14 +34,9 @@ def _normalise(embeddings: jax.Array) -> jax.Array:
   return embeddings / (jnp.linalg.norm(embeddings, axis=-1, keepdims=True) + 1e-8)
 
 
-def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+def _masked_mean(values: jax.Array, mask: jax.Array, axis: int | None = None) -> jax.Array:
   mask = mask.astype(values.dtype)
-  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def _masked_mean_rows(values: jax.Array, mask: jax.Array) -> jax.Array:
-  mask = mask.astype(values.dtype)
-  return jnp.sum(values * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+  return jnp.sum(values * mask, axis=axis) / jnp.maximum(jnp.sum(mask, axis=axis), 1.0)
 
 
 def contrastive(embeddings: jax.Array, person_ids: jax.Array, margin: float) -> jax.Array:
@@ -79,11 +74,11 @@ def supervised_contrastive(embeddings: jax.Array, person_ids: jax.Array,
   taken over every other image in the batch. Anchors without a positive are left out.
   """
   unit = _normalise(embeddings)
-  positive, _ = same_person_masks(person_ids)
-  not_self = ~jnp.eye(person_ids.shape[0], dtype=bool)
-  similarities = jnp.where(not_self, unit @ unit.T / temperature, -jnp.inf)
+  positive, negative = same_person_masks(person_ids)
+  similarities = jnp.where(positive | negative, unit @ unit.T / temperature, -jnp.inf)
   log_probabilities = similarities - jax.nn.logsumexp(similarities, axis=1, keepdims=True)
-  per_anchor = _masked_mean_rows(jnp.where(positive, log_probabilities, 0.0), positive)
+  # The where keeps the diagonal's -inf out of the sum (-inf * 0 is nan).
+  per_anchor = _masked_mean(jnp.where(positive, log_probabilities, 0.0), positive, axis=1)
   has_positive = jnp.any(positive, axis=1)
   return -_masked_mean(per_anchor, has_positive)
 
