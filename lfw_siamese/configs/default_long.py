@@ -1,0 +1,9 @@
+"""default.py trained twice as long (600 epochs, about 25 minutes on 2 cores): View 1 test 0.854."""
+
+from lfw_siamese.configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.num_epochs = 600
+  return config
