@@ -82,7 +82,7 @@ def rescore(source_workdir, config, workdir):
   """Scores source_workdir's best checkpoint with a scoring-only change of config (no training)."""
   _, params = checkpointing.load_best(str(source_workdir))
   data = input_pipeline.training_data(config)
-  summary, _ = train.score(models.build(config.model), params, data, config)
+  summary, _, _ = train.score(models.build(config.model), params, data, config)
   source = json.loads((source_workdir / 'summary.json').read_text())
   summary.update({name: source[name] for name in ('best_epoch', 'val_acc', 'train_seconds')},
                  rescored_from=str(source_workdir), config=checkpointing.config_dict(config))

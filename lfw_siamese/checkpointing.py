@@ -13,9 +13,11 @@ from lfw_siamese.configs import base
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
-# Fields that say where things are or how often to report, not what is trained.
+# Fields that say where things are, how often to report or what follows the training of the
+# network, not what is trained.
 RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'log_every_steps',
-                   'checkpoint_every_steps', 'keep_freed_memory')
+                   'checkpoint_every_steps', 'keep_freed_memory', 'lbp_fusion.enabled',
+                   'lbp_fusion.radii', 'lbp_fusion.grid', 'lbp_fusion.dims')
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 
 

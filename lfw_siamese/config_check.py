@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from lfw_siamese import fusion
 from lfw_siamese import models
 
 _CHOICES = {
@@ -85,7 +86,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.batch_size: {config.batch_size} less data.singles_per_batch '
                       f'{config.data.singles_per_batch} is not a positive multiple of '
                       f'data.images_per_person {config.data.images_per_person}')
-  for name in ('augment.flip', 'augment.affine', 'tta_flip', 'model.residual'):
+  if config.lbp_fusion.enabled and config.data.paradigm != 'unrestricted':
+    raise ConfigError("config.lbp_fusion.enabled: the LBP descriptor is learned from identities; "
+                      "it needs config.data.paradigm='unrestricted'")
+  try:
+    fusion.check_settings(config.lbp_fusion, config.data.image_size)
+  except ValueError as error:
+    raise ConfigError(f'config.{error}') from None
+  for name in ('augment.flip', 'augment.affine', 'tta_flip', 'model.residual',
+               'lbp_fusion.enabled'):
     if not isinstance(_get(config, name), bool):
       raise ConfigError(f'config.{name}: expected True or False, got {_get(config, name)!r}')
   try:

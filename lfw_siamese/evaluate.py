@@ -5,6 +5,8 @@
   its fold; threshold chosen on the other nine folds' pairs; mean accuracy +- standard error.
 - oneshot: N-way one-shot identification among test people with two or more images.
 Each prints a table, writes DIR/eval_PROTOCOL.json and refreshes the figures and DIR/report.md.
+A workdir with a fusion stage (fusion.py) is scored with it; --cnn-only scores the network alone
+and writes DIR/eval_PROTOCOL_cnn_only.json, leaving the figures and report as they are.
 """
 
 import argparse
@@ -29,10 +31,15 @@ def fold_workdir(workdir: str, fold: int) -> str:
   return os.path.join(workdir, f'fold_{fold}')
 
 
-def _load(workdir: str, lfw_dir: str | None, batch_size: int):
+def result_path(workdir: str, protocol: str, with_fusion: bool = True) -> str:
+  """Where a protocol's result goes: DIR/eval_PROTOCOL.json, or ..._cnn_only.json."""
+  return os.path.join(workdir, f"eval_{protocol}{'' if with_fusion else '_cnn_only'}.json")
+
+
+def _load(workdir: str, lfw_dir: str | None, batch_size: int, with_fusion: bool = True):
   """A Verifier for the workdir, with the data location overridden when asked."""
   from lfw_siamese import inference  # pylint: disable=g-import-not-at-top  (JAX loads slowly)
-  verifier = inference.load(workdir, batch_size=batch_size)
+  verifier = inference.load(workdir, batch_size=batch_size, with_fusion=with_fusion)
   if lfw_dir:
     with verifier.config.unlocked():
       verifier.config.data.lfw_dir = lfw_dir
@@ -45,10 +52,11 @@ def _write_json(path: str, data: dict) -> None:
   os.replace(path + '.tmp', path)
 
 
-def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int = 64) -> dict:
+def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int = 64,
+                   with_fusion: bool = True) -> dict:
   """Scores the run's validation and test pairs; threshold from validation; figures and JSON."""
   from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
-  verifier = _load(workdir, lfw_dir, batch_size)
+  verifier = _load(workdir, lfw_dir, batch_size, with_fusion)
   if verifier.config.data.protocol != 'view1':
     raise ValueError(f'{workdir}: trained with data.protocol {verifier.config.data.protocol!r} '
                      f'(fold {verifier.config.data.fold}); --protocol view1 scores View 1 runs, '
@@ -61,11 +69,14 @@ def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int 
                                        data.test.labels)
   result.update(protocol='view1', paradigm=verifier.config.data.paradigm,
                 val_pairs=int(data.validation.labels.size), tar_at_far_caveat=report.TAR_CAVEAT)
+  if not with_fusion:
+    _write_json(result_path(workdir, 'view1', with_fusion), result)
+    return result
   np.savez(os.path.join(workdir, 'eval_view1_scores.npz'), test_scores=test_scores,
            test_labels=data.test.labels, test_names=data.test.names,
            test_numbers=data.test.numbers, val_scores=val_scores,
            val_labels=data.validation.labels)
-  _write_json(os.path.join(workdir, 'eval_view1.json'), result)
+  _write_json(result_path(workdir, 'view1'), result)
   report.plot_learning_curves(workdir)
   report.plot_test_pairs(workdir, data.test.images, data.test.labels, test_scores,
                          result['threshold'])
@@ -115,7 +126,8 @@ def summarize_folds(fold_results: Sequence[dict]) -> dict:
 
 
 def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
-                   lfw_dir: str | None = None, batch_size: int = 64) -> dict:
+                   lfw_dir: str | None = None, batch_size: int = 64,
+                   with_fusion: bool = True) -> dict:
   """The 10-fold protocol over DIR/fold_k workdirs; figures and DIR/eval_view2.json."""
   from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
   missing = [k for k in folds if not os.path.exists(os.path.join(fold_workdir(workdir, k),
@@ -126,7 +138,7 @@ def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
         f'python experiments/view2_folds.py --workdir {workdir}')
   fold_results, paradigms = [], set()
   for k in folds:
-    verifier = _load(fold_workdir(workdir, k), lfw_dir, batch_size)
+    verifier = _load(fold_workdir(workdir, k), lfw_dir, batch_size, with_fusion)
     data_config = verifier.config.data
     if data_config.protocol != 'view2' or int(data_config.fold) != k:
       raise ValueError(f'{fold_workdir(workdir, k)}/config.json: expected data.protocol view2 and '
@@ -141,7 +153,9 @@ def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
   result = {'protocol': 'view2', 'paradigm': '/'.join(sorted(paradigms)),
             'complete': sorted(folds) == list(range(10)), **summarize_folds(fold_results),
             'folds': fold_results}
-  _write_json(os.path.join(workdir, 'eval_view2.json'), result)
+  _write_json(result_path(workdir, 'view2', with_fusion), result)
+  if not with_fusion:
+    return result
   plots.roc({f"fold average (AUC {result['averaged_roc_auc']:.3f})":
              (np.array(result['averaged_roc']['fpr']), np.array(result['averaged_roc']['tpr']))},
             report.figure_path(workdir, report.ROC_VIEW2),
@@ -161,17 +175,17 @@ def score_one_shot(verifier, embedded, trials: np.ndarray) -> np.ndarray:
   """(T, N) probabilities of each trial's query against its N references (the true one first)."""
   queries = np.repeat(trials[:, :1], trials.shape[1] - 1, axis=1).reshape(-1)
   references = trials[:, 1:].reshape(-1)
-  take = lambda rows: tuple(e[rows] for e in embedded) if isinstance(embedded, tuple) else (
-      embedded[rows])
-  scores = verifier.score_embedded(take(queries), take(references))
+  scores = verifier.score_embedded(verifier.take(embedded, queries),
+                                   verifier.take(embedded, references))
   return np.asarray(scores).reshape(trials.shape[0], trials.shape[1] - 1)
 
 
 def evaluate_one_shot(workdir: str, *, ways: Sequence[int] = ONE_SHOT_WAYS, trials: int = 2000,
-                      seed: int = 0, lfw_dir: str | None = None, batch_size: int = 64) -> dict:
+                      seed: int = 0, lfw_dir: str | None = None, batch_size: int = 64,
+                      with_fusion: bool = True) -> dict:
   """Koch et al.'s N-way one-shot identification; figures and DIR/eval_oneshot.json."""
   from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
-  verifier = _load(workdir, lfw_dir, batch_size)
+  verifier = _load(workdir, lfw_dir, batch_size, with_fusion)
   split = one_shot_split(verifier.config.data)
   identities = input_pipeline.load_identities(verifier.config.data, split)
   people, counts = np.unique(identities.person_ids, return_counts=True)
@@ -187,7 +201,9 @@ def evaluate_one_shot(workdir: str, *, ways: Sequence[int] = ONE_SHOT_WAYS, tria
                     'ci95': list(metrics.wilson_interval(int(correct.sum()), trials))})
   result = {'protocol': 'oneshot', 'split': split, 'people': int((counts >= 2).sum()),
             'images': int(keep.sum()), 'seed': seed, 'results': results}
-  _write_json(os.path.join(workdir, 'eval_oneshot.json'), result)
+  _write_json(result_path(workdir, 'oneshot', with_fusion), result)
+  if not with_fusion:
+    return result
   plots.one_shot_accuracy(results, report.figure_path(workdir, report.ONE_SHOT))
   report.write_report(workdir)
   return result
@@ -239,12 +255,15 @@ def _parser() -> argparse.ArgumentParser:
                       help='oneshot: the values of N (default 5,10,20)')
   parser.add_argument('--trials', type=int, default=2000, help='oneshot: trials per N')
   parser.add_argument('--seed', type=int, default=0, help='oneshot: seed of the trials')
+  parser.add_argument('--cnn-only', action='store_true',
+                      help="score with the network alone, ignoring the workdir's fusion stage")
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-  common = {'lfw_dir': args.lfw_dir, 'batch_size': args.batch_size}
+  common = {'lfw_dir': args.lfw_dir, 'batch_size': args.batch_size,
+            'with_fusion': not args.cnn_only}
   try:
     if args.protocol == 'view1':
       result = evaluate_view1(args.workdir, **common)
@@ -259,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(format_table(args.protocol, result))
-  print(f"wrote {os.path.join(args.workdir, f'eval_{args.protocol}.json')} and "
-        f"{os.path.join(args.workdir, report.REPORT)}")
+  written = result_path(args.workdir, args.protocol, not args.cnn_only)
+  print(f'wrote {written}' + ('' if args.cnn_only else
+                              f' and {os.path.join(args.workdir, report.REPORT)}'))
   return 0
 
 

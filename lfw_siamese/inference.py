@@ -4,6 +4,9 @@
   verifier.verify('a.jpg', 'b.jpg')   # {'probability': 0.93, 'threshold': 0.41, 'same': True, ...}
   embeddings = verifier.encode(images)  # images: uint8 (N, H, W, C) as input_pipeline makes them
   probabilities = verifier.score(images_a, images_b)
+
+A workdir with a fusion stage (fusion.py, lbp_fusion.npz) scores pairs with it: the CNN's
+probability fused with the LBP descriptors' cosine.
 """
 
 import functools
@@ -17,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from lfw_siamese import checkpointing
+from lfw_siamese import fusion as fusion_lib
 from lfw_siamese import image_io
 from lfw_siamese import input_pipeline
 from lfw_siamese import models
@@ -27,8 +31,10 @@ class Verifier:
 
   def __init__(self, config: ml_collections.ConfigDict, params: Any,
                threshold: float | None = None, *, batch_size: int = 64,
-               max_pixels: int = image_io.DEFAULT_MAX_PIXELS):
+               max_pixels: int = image_io.DEFAULT_MAX_PIXELS,
+               fusion: fusion_lib.LbpFusion | None = None):
     self.config = config
+    self.fusion = fusion
     self.params = params
     self.threshold = threshold
     self.batch_size = batch_size
@@ -91,18 +97,33 @@ class Verifier:
     return np.asarray(self._score(self.params, jnp.asarray(embeddings_a),
                                   jnp.asarray(embeddings_b)))
 
-  def embed_for_scoring(self, images) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Embeddings that `score_embedded` takes: plain, or (plain, mirrored) with config.tta_flip."""
-    if self.tta_flip:
-      return self.encode(images), self.encode(images, flip=True)
-    return self.encode(images)
+  def embed_for_scoring(self, images):
+    """What `score_embedded` takes: the embeddings, with their mirror images' under
+    config.tta_flip, and the LBP descriptors under a fusion stage."""
+    cnn = (self.encode(images), self.encode(images, flip=True)) if self.tta_flip else (
+        self.encode(images))
+    if self.fusion is None:
+      return cnn
+    return {'cnn': cnn, 'lbp': self.fusion.lbp.embed(self._as_batch(images))}
+
+  @staticmethod
+  def take(embedded, rows: np.ndarray):
+    """The given rows of `embed_for_scoring`'s output."""
+    return jax.tree.map(lambda array: array[rows], embedded)
 
   def score_embedded(self, embedded_a, embedded_b) -> np.ndarray:
     """Probabilities from `embed_for_scoring` outputs.
 
-    With config.tta_flip: the mean probability over the four plain/mirrored combinations of the
-    two sides, as train.predict_probabilities computes it (so the workdir's threshold applies).
+    With config.tta_flip, the CNN's is the mean probability over the four plain/mirrored
+    combinations of the two sides, as train.predict_probabilities computes it (so the workdir's
+    threshold applies); a fusion stage then fuses it with the LBP cosine.
     """
+    if self.fusion is not None:
+      cnn = self.score_embedded_cnn(embedded_a['cnn'], embedded_b['cnn'])
+      return self.fusion.score(cnn, embedded_a['lbp'], embedded_b['lbp'])
+    return self.score_embedded_cnn(embedded_a, embedded_b)
+
+  def score_embedded_cnn(self, embedded_a, embedded_b) -> np.ndarray:
     if self.tta_flip:
       return np.mean([self.score_embeddings(a, b) for a in embedded_a for b in embedded_b], axis=0)
     return self.score_embeddings(embedded_a, embedded_b)
@@ -136,14 +157,13 @@ class Verifier:
     images = np.stack([self.load_image(p) for p in paths]) if paths else np.zeros(
         (0, *self.image_shape), np.uint8)
     embedded = self.embed_for_scoring(images)
-    take = lambda e, rows: tuple(x[rows] for x in e) if isinstance(e, tuple) else e[rows]
     rows_a = np.array([index[a] for a, _ in path_pairs], dtype=np.int64)
     rows_b = np.array([index[b] for _, b in path_pairs], dtype=np.int64)
-    return self.score_embedded(take(embedded, rows_a), take(embedded, rows_b))
+    return self.score_embedded(self.take(embedded, rows_a), self.take(embedded, rows_b))
 
 
-def read_threshold(workdir: str) -> float:
-  """The decision threshold chosen on validation pairs, from WORKDIR/summary.json."""
+def read_threshold(workdir: str, field: str = 'threshold') -> float:
+  """The decision threshold chosen on validation pairs, from WORKDIR/summary.json's `field`."""
   path = os.path.join(workdir, 'summary.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path}: no such file (training writes it when it ends; '
@@ -153,22 +173,29 @@ def read_threshold(workdir: str) -> float:
       summary = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'{path}: not valid JSON ({e})') from None
-  if not isinstance(summary.get('threshold'), (int, float)):
-    raise ValueError(f'{path}: expected a numeric "threshold" field, got '
-                     f'{summary.get("threshold")!r}')
-  return float(summary['threshold'])
+  if not isinstance(summary.get(field), (int, float)):
+    raise ValueError(f'{path}: expected a numeric "{field}" field, got {summary.get(field)!r}')
+  return float(summary[field])
 
 
 def load(workdir: str, *, threshold: float | None = None, batch_size: int = 64,
-         max_pixels: int = image_io.DEFAULT_MAX_PIXELS) -> Verifier:
+         max_pixels: int = image_io.DEFAULT_MAX_PIXELS, with_fusion: bool = True) -> Verifier:
   """Loads a workdir's best checkpoint; the threshold defaults to the one in summary.json.
 
   Without summary.json (a run still training) and without `threshold`, the Verifier encodes and
-  scores but has no threshold to decide with.
+  scores but has no threshold to decide with. `with_fusion=False` ignores a fusion stage (and
+  then wants a `threshold` of its own where the workdir has one).
   """
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'{workdir}: no such workdir')
   config, params = checkpointing.load_best(workdir)
+  fusion = fusion_lib.load(workdir)
+  if not with_fusion and fusion is not None:
+    # The CNN's own threshold, kept beside the fused one when the fusion stage was added.
+    fusion, field = None, 'cnn_only_threshold'
+  else:
+    field = 'threshold'
   if threshold is None and os.path.exists(os.path.join(workdir, 'summary.json')):
-    threshold = read_threshold(workdir)
-  return Verifier(config, params, threshold, batch_size=batch_size, max_pixels=max_pixels)
+    threshold = read_threshold(workdir, field)
+  return Verifier(config, params, threshold, batch_size=batch_size, max_pixels=max_pixels,
+                  fusion=fusion)

@@ -359,28 +359,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   abstract_params = abstract_state.params
   params, best_record = checkpoints.restore_best(abstract_params)
   checkpoints.close()
-  summary, test_scores = score(model, params, data, config)
+  summary, test_scores, fusion_stage = score(model, params, data, config)
   summary.update(best_epoch=best_record['epoch'], val_acc=best_record['val_acc'],
                  epochs=len(progress['history']), train_seconds=round(progress['train_seconds'], 3),
                  param_count=models.count_params(params), devices=jax.device_count(),
                  processes=jax.process_count(), config=checkpointing.config_dict(config))
   if is_main:
+    if fusion_stage is not None:
+      fusion_stage.save(workdir)
     checkpointing.write_json(os.path.join(workdir, 'summary.json'), summary)
     from lfw_siamese import report  # pylint: disable=g-import-not-at-top
     report.write_training_report(workdir, summary, data.test, test_scores)
   return summary
 
 
-def score(model, params, data, config) -> tuple[dict, np.ndarray]:
+def score(model, params, data, config) -> tuple[dict, np.ndarray, Any]:
   """Scores the test pairs (View 1 test or a fold) at the threshold chosen on validation.
 
   Returns:
-    The verification report's numbers and the test pairs' probabilities.
+    The verification report's numbers, the test pairs' probabilities and, with
+    config.lbp_fusion.enabled, the fusion stage whose fused scores these are (else None).
   """
   from lfw_siamese import metrics  # pylint: disable=g-import-not-at-top
   validation = predict_probabilities(model, params, data.validation, config,
                                      batch_size=2 * config.batch_size)
   test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
+  if config.lbp_fusion.enabled:
+    from lfw_siamese import fusion  # pylint: disable=g-import-not-at-top
+    stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test)
+    return report, fused_test, stage
   report = metrics.verification_report(validation, np.asarray(data.validation.labels), test,
                                        np.asarray(data.test.labels))
-  return {name: float(value) for name, value in report.items()}, test
+  return {name: float(value) for name, value in report.items()}, test, None

@@ -1,0 +1,205 @@
+"""The LBP descriptor, the score fusion, and the fusion stage in training, inference and its CLI."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+import eval_workdir
+import train_fakes
+from lfw_siamese import config_check
+from lfw_siamese import evaluate
+from lfw_siamese import fusion
+from lfw_siamese import inference
+from lfw_siamese import lbp
+from lfw_siamese import metrics
+from lfw_siamese import models
+from lfw_siamese import train
+
+
+def test_uniform_patterns_get_58_bins_and_the_rest_one():
+  assert lbp.BINS == 59
+  uniform = [code for code in range(256) if lbp.UNIFORM_TABLE[code] < 58]
+  assert len(uniform) == 58 and {0, 255, 0b00011100, 0b10000001} <= set(uniform)
+  assert lbp.UNIFORM_TABLE[0b01010101] == lbp.UNIFORM_TABLE[0b00100101] == 58
+
+
+def test_pattern_codes_by_hand():
+  peak = np.zeros((1, 5, 5), np.float32)
+  peak[0, 2, 2] = 1.0  # Brighter than every neighbour: no bit set.
+  assert lbp.pattern_codes(peak, 1)[0, 1, 1] == lbp.UNIFORM_TABLE[0]
+  flat = np.full((1, 5, 5), 0.3, np.float32)  # Ties count as "not darker": every bit set.
+  assert (lbp.pattern_codes(flat, 2) == lbp.UNIFORM_TABLE[255]).all()
+  # A vertical edge through the centre (0 left, 0.5 on the centre column, 1 right). Neighbour k
+  # sits at angle 45k degrees counter-clockwise from east: east, north-east, north, south and
+  # south-east reach the centre's 0.5 (bits 0, 1, 2, 6, 7); the three to the west do not.
+  edge = np.zeros((1, 5, 5), np.float32)
+  edge[0, :, 2], edge[0, :, 3:] = 0.5, 1.0
+  assert lbp.pattern_codes(edge, 1)[0, 1, 1] == lbp.UNIFORM_TABLE[0b11000111]
+
+
+def test_histograms_are_unit_per_radius_and_scale_free():
+  images = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 1), dtype=np.uint8)
+  features = lbp.histograms(images, radii=(1, 2), grid=3)
+  assert features.shape == (3, 2 * 9 * 59) and features.dtype == np.float32
+  per_radius = (features ** 2).reshape(3, 2, -1).sum(axis=2)
+  np.testing.assert_allclose(per_radius, 1.0, rtol=1e-5)  # Square roots of frequencies.
+  np.testing.assert_allclose(lbp.histograms(images / 255.0, radii=(1, 2), grid=3), features)
+  mirrored = lbp.mirrored_histograms(images, radii=(1, 2), grid=3)
+  np.testing.assert_allclose(lbp.mirrored_histograms(images[:, :, ::-1], radii=(1, 2), grid=3),
+                             mirrored, rtol=1e-6)
+  assert not np.allclose(mirrored, features)
+
+
+def test_fit_whitens_within_person_and_separates_unseen_photos():
+  people = train_fakes.identity_set(40, 6, seed=0)
+  fitting = np.arange(people.person_ids.size) % 6 < 4  # Four photos a person to learn from.
+  descriptor = lbp.fit(people.images[fitting], people.person_ids[fitting], radii=(1, 2), grid=4,
+                       dims=24)
+  assert descriptor.projection.shape == (2 * 16 * 59, 24)
+  projected = (lbp.mirrored_histograms(people.images[fitting], radii=(1, 2), grid=4)
+               - descriptor.mean) @ descriptor.projection
+  ids = people.person_ids[fitting]
+  means = np.stack([projected[ids == p].mean(axis=0) for p in range(40)])
+  within = projected - means[ids]
+  np.testing.assert_allclose(within.T @ within / len(within), np.eye(24), atol=1e-3)
+  # The two held-out photos of each person against each other and against the next person's.
+  unseen = descriptor.embed(people.images[~fitting]).reshape(40, 2, 24)
+  same = np.sum(unseen[:, 0] * unseen[:, 1], axis=1)
+  different = np.sum(unseen[:, 0] * np.roll(unseen[:, 1], 1, axis=0), axis=1)
+  scores = np.concatenate([same, different])
+  assert metrics.roc_auc(scores, np.repeat([1, 0], 40)) > 0.95
+
+
+def test_fit_needs_two_people_with_two_images():
+  images = np.zeros((3, 16, 16, 1), np.uint8)
+  with pytest.raises(ValueError, match='two or more people with two or more images'):
+    lbp.fit(images, np.array([0, 0, 1]), radii=(1,), grid=2, dims=4)
+
+
+def test_fusion_fit_recovers_weights_whatever_the_scale_and_is_calibrated():
+  rng = np.random.default_rng(0)
+  scores = np.stack([rng.normal(0, 1, 40000), rng.normal(0, 0.01, 40000)], axis=1)
+  true = np.array([2.0, 150.0, -0.5])  # The second score is tiny but weighs as much.
+  labels = (rng.uniform(size=40000) < 1 / (1 + np.exp(-(scores @ true[:2] + true[2])))).astype(int)
+  weights = fusion.fit(scores, labels)
+  np.testing.assert_allclose(weights, true, rtol=0.1, atol=0.05)
+  # With the bias unpenalised, the mean probability equals the share of positives.
+  assert fusion.probabilities(weights, scores).mean() == pytest.approx(labels.mean(), abs=1e-4)
+
+
+def test_fusion_fit_refuses_one_class_and_bad_shapes():
+  with pytest.raises(ValueError, match='both same and different pairs'):
+    fusion.fit(np.zeros((4, 2)), np.ones(4))
+  with pytest.raises(ValueError, match=r'expected scores \(N, F\) and labels \(N,\)'):
+    fusion.fit(np.zeros(4), np.ones(4))
+
+
+SMALL_LBP = {'lbp_fusion.enabled': True, 'lbp_fusion.radii': (1, 2), 'lbp_fusion.grid': 4,
+             'lbp_fusion.dims': 32}
+
+
+@pytest.fixture(scope='module')
+def fused_run(tmp_path_factory):
+  config = train_fakes.tiny_config(**{'loss': 'supcon', 'data.paradigm': 'unrestricted',
+                                      'num_epochs': 4, **SMALL_LBP})
+  data = train_fakes.identity_training_data()
+  workdir = str(tmp_path_factory.mktemp('fused'))
+  return workdir, config, data, train.train_and_evaluate(config, workdir, data=data)
+
+
+def test_training_adds_the_stage_and_reports_both_scores(fused_run):
+  workdir, _, _, summary = fused_run
+  assert os.path.exists(os.path.join(workdir, fusion.FILE))
+  for name in ('test_acc', 'test_auc', 'threshold'):
+    assert 0 <= summary[name] <= 1 and 0 <= summary[f'cnn_only_{name}'] <= 1
+  assert summary['fusion_weight_cnn_logit'] != 0 and summary['fusion_weight_lbp_cosine'] != 0
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    assert json.load(f)['test_acc'] == summary['test_acc']
+
+
+def test_loaded_verifier_scores_as_training_did(fused_run):
+  workdir, config, data, summary = fused_run
+  verifier = inference.load(workdir)
+  assert verifier.fusion is not None and verifier.threshold == summary['threshold']
+  fused = verifier.score_pairs(data.test)
+  assert metrics.accuracy(fused, data.test.labels, verifier.threshold) == summary['test_acc']
+  cnn = inference.load(workdir, with_fusion=False)
+  assert cnn.fusion is None and cnn.threshold == summary['cnn_only_threshold']
+  expected = train.predict_probabilities(models.build(config.model), cnn.params, data.test, config)
+  np.testing.assert_allclose(cnn.score_pairs(data.test), expected, atol=1e-5)
+  # Embedding once and scoring row subsets (one-shot, verify_many) gives the same scores.
+  embedded_a = verifier.embed_for_scoring(data.test.images[:, 0])
+  embedded_b = verifier.embed_for_scoring(data.test.images[:, 1])
+  rows = np.array([5, 0, 3])
+  np.testing.assert_allclose(
+      verifier.score_embedded(verifier.take(embedded_a, rows), verifier.take(embedded_b, rows)),
+      fused[rows], rtol=1e-5)
+
+
+def test_fusion_needs_the_unrestricted_paradigm():
+  config = train_fakes.tiny_config(**SMALL_LBP)
+  with pytest.raises(config_check.ConfigError, match=r"config\.lbp_fusion\.enabled: .*unrestricted"):
+    config_check.validate(config)
+  config = train_fakes.tiny_config(**{**SMALL_LBP, 'data.paradigm': 'unrestricted',
+                                      'loss': 'supcon', 'lbp_fusion.radii': (1, 9)})
+  with pytest.raises(config_check.ConfigError, match=r'config\.lbp_fusion\.radii: expected '
+                                                       r'integers from 1 to 8 .*got \(1, 9\)'):
+    config_check.validate(config)
+  with pytest.raises(ValueError, match='lbp_fusion.dims: expected an integer of 2 or more'):
+    fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grid': 4, 'dims': 1}), 32)
+
+
+@pytest.fixture(scope='module')
+def unrestricted_workdir(tmp_path_factory):
+  """The tiny config, unrestricted supervised contrastive, trained on the fake LFW's files."""
+  root = eval_workdir.fake_lfw_root()
+  config = eval_workdir.tiny_config(root)
+  config.data.paradigm, config.loss, config.num_epochs = 'unrestricted', 'supcon', 3
+  workdir = str(tmp_path_factory.mktemp('cli') / 'run')
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
+  with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
+    before = json.load(f)
+  assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grid', '4',
+                      '--dims', '16']) == 0
+  assert 'CNN alone' in capsys.readouterr().out
+  with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
+    after = json.load(f)
+  assert after['cnn_only_test_acc'] == pytest.approx(before['test_acc'], abs=1e-6)
+  assert after['config']['lbp_fusion']['dims'] == 16
+  # The evaluation command scores with the stage, and agrees with what the CLI reported.
+  result = evaluate.evaluate_view1(unrestricted_workdir)
+  assert result['test_acc'] == pytest.approx(after['test_acc'])
+  assert result['threshold'] == pytest.approx(after['threshold'])
+  # --cnn-only scores the network alone, into a file of its own.
+  assert evaluate.main(['--workdir', unrestricted_workdir, '--protocol', 'view1', '--cnn-only']) == 0
+  assert 'eval_view1_cnn_only.json' in capsys.readouterr().out
+  with open(evaluate.result_path(unrestricted_workdir, 'view1', with_fusion=False)) as f:
+    alone = json.load(f)
+  assert alone['test_acc'] == pytest.approx(after['cnn_only_test_acc'])
+  with open(evaluate.result_path(unrestricted_workdir, 'view1')) as f:
+    assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  restricted = eval_workdir.trained_workdir(str(tmp_path / 'restricted'))
+  assert fusion.main(['--workdir', restricted]) == 1
+  assert 'unrestricted paradigm only' in capsys.readouterr().err
+  assert fusion.main(['--workdir', str(tmp_path / 'missing')]) == 1
+  assert 'summary.json: no such file' in capsys.readouterr().err
+  assert fusion.main(['--workdir', restricted, '--radii', 'one']) == 2
+  assert "--radii: expected comma-separated integers, got 'one'" in capsys.readouterr().err
+
+
+def test_unreadable_stage_is_named(tmp_path):
+  workdir = eval_workdir.trained_workdir(str(tmp_path / 'run'))
+  with open(os.path.join(workdir, fusion.FILE), 'wb') as f:
+    f.write(b'not an npz')
+  with pytest.raises(ValueError, match=f'{fusion.FILE}: not a fusion stage'):
+    inference.load(workdir)
