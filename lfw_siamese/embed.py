@@ -1,7 +1,8 @@
 """Embeds a folder of face images: `python -m lfw_siamese.embed --workdir DIR FOLDER --output E.npz`
 
 The .npz holds `paths` (str (N,), relative to FOLDER), `embeddings` (float32 (N, D), the encoder's
-output as the pair head sees it) and, when the run used test-time flips, `embeddings_flipped`.
+output as the pair head sees it), when the run used test-time flips `embeddings_flipped`, and when
+the workdir has a fusion stage (fusion.py) `lbp_descriptors` (float32 (N, K) unit vectors).
 """
 
 import argparse
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def embed_folder(verifier, folder: str, *, skip_bad: bool = False) -> dict[str, np.ndarray]:
-  """{'paths', 'embeddings'[, 'embeddings_flipped']} for every image file under `folder`."""
+  """{'paths', 'embeddings'[, 'embeddings_flipped', 'lbp_descriptors']} of each image under folder."""
   paths, images = [], []
   for path in image_io.find_images(folder):
     try:
@@ -47,6 +48,8 @@ def embed_folder(verifier, folder: str, *, skip_bad: bool = False) -> dict[str, 
   result = {'paths': np.array(paths), 'embeddings': verifier.encode(batch)}
   if verifier.tta_flip:
     result['embeddings_flipped'] = verifier.encode(batch, flip=True)
+  if verifier.fusion is not None:
+    result['lbp_descriptors'] = verifier.fusion.lbp.embed(batch)
   return result
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import eval_workdir
+import fake_lfw
 import train_fakes
 from lfw_siamese import config_check
+from lfw_siamese import embed
 from lfw_siamese import evaluate
 from lfw_siamese import fusion
 from lfw_siamese import inference
@@ -17,6 +19,7 @@ from lfw_siamese import lbp
 from lfw_siamese import metrics
 from lfw_siamese import models
 from lfw_siamese import train
+from lfw_siamese.configs import base
 
 
 def test_uniform_patterns_get_58_bins_and_the_rest_one():
@@ -185,6 +188,25 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   assert alone['test_acc'] == pytest.approx(after['cnn_only_test_acc'])
   with open(evaluate.result_path(unrestricted_workdir, 'view1')) as f:
     assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
+
+
+def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
+  if not os.path.exists(os.path.join(unrestricted_workdir, fusion.FILE)):
+    fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
+  paths = []
+  for name, (person, number) in {'a1': (0, 1), 'a2': (0, 2), 'b1': (3, 1)}.items():
+    paths.append(str(tmp_path / f'{name}.png'))
+    fake_lfw.face_image(person, number).save(paths[-1])
+  verifier = inference.load(unrestricted_workdir)
+  images = np.stack([verifier.load_image(path) for path in paths])
+  stage = fusion.load(unrestricted_workdir)
+  alone = inference.load(unrestricted_workdir, with_fusion=False).score(images[[0, 0]], images[1:])
+  expected = stage.score(alone, stage.lbp.embed(images[[0, 0]]), stage.lbp.embed(images[1:]))
+  np.testing.assert_allclose(verifier.verify_many([(paths[0], paths[1]), (paths[0], paths[2])]),
+                             expected, rtol=1e-5)
+  exported = embed.embed_folder(verifier, str(tmp_path))
+  assert exported['lbp_descriptors'].shape == (3, stage.lbp.projection.shape[1])
+  np.testing.assert_allclose(np.linalg.norm(exported['lbp_descriptors'], axis=1), 1, rtol=1e-5)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
