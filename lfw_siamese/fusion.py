@@ -82,11 +82,6 @@ class LbpFusion:
     return probabilities(self.weights,
                          pair_features(cnn_probabilities, np.sum(lbp_a * lbp_b, axis=1)))
 
-  def score_pairs(self, pair_images: np.ndarray, cnn_probabilities: np.ndarray) -> np.ndarray:
-    """Fused probabilities (N,) of (N, 2, H, W, C) pairs, given their CNN probabilities."""
-    return self.score(cnn_probabilities, self.lbp.embed(pair_images[:, 0]),
-                      self.lbp.embed(pair_images[:, 1]))
-
   def save(self, workdir: str) -> None:
     path = os.path.join(workdir, FILE)
     with open(path + '.tmp', 'wb') as f:
@@ -181,8 +176,8 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
     summary = json.load(f)
   summary.update(fused)
   summary['config']['lbp_fusion'] = settings.to_dict()
-  checkpointing.write_json(summary_path, summary)
   stage.save(workdir)
+  checkpointing.write_json(summary_path, summary)
   report.write_training_report(workdir, summary, data.test, test)
   return summary
 

@@ -162,8 +162,8 @@ class Verifier:
     return self.score_embedded(self.take(embedded, rows_a), self.take(embedded, rows_b))
 
 
-def read_threshold(workdir: str, field: str = 'threshold') -> float:
-  """The decision threshold chosen on validation pairs, from WORKDIR/summary.json's `field`."""
+def read_threshold(workdir: str, fields: Sequence[str] = ('threshold',)) -> float:
+  """The decision threshold chosen on validation pairs: the first of `fields` in summary.json."""
   path = os.path.join(workdir, 'summary.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path}: no such file (training writes it when it ends; '
@@ -173,6 +173,7 @@ def read_threshold(workdir: str, field: str = 'threshold') -> float:
       summary = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'{path}: not valid JSON ({e})') from None
+  field = next((name for name in fields if name in summary), fields[-1])
   if not isinstance(summary.get(field), (int, float)):
     raise ValueError(f'{path}: expected a numeric "{field}" field, got {summary.get(field)!r}')
   return float(summary[field])
@@ -183,19 +184,16 @@ def load(workdir: str, *, threshold: float | None = None, batch_size: int = 64,
   """Loads a workdir's best checkpoint; the threshold defaults to the one in summary.json.
 
   Without summary.json (a run still training) and without `threshold`, the Verifier encodes and
-  scores but has no threshold to decide with. `with_fusion=False` ignores a fusion stage (and
-  then wants a `threshold` of its own where the workdir has one).
+  scores but has no threshold to decide with. `with_fusion=False` ignores a fusion stage and
+  decides with the network's own threshold.
   """
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'{workdir}: no such workdir')
   config, params = checkpointing.load_best(workdir)
-  fusion = fusion_lib.load(workdir)
-  if not with_fusion and fusion is not None:
-    # The CNN's own threshold, kept beside the fused one when the fusion stage was added.
-    fusion, field = None, 'cnn_only_threshold'
-  else:
-    field = 'threshold'
+  fusion = fusion_lib.load(workdir) if with_fusion else None
   if threshold is None and os.path.exists(os.path.join(workdir, 'summary.json')):
-    threshold = read_threshold(workdir, field)
+    # Without the stage, the network's own threshold, kept beside the fused one when it was added.
+    threshold = read_threshold(workdir, ('threshold',) if with_fusion else (
+        'cnn_only_threshold', 'threshold'))
   return Verifier(config, params, threshold, batch_size=batch_size, max_pixels=max_pixels,
                   fusion=fusion)
