@@ -174,6 +174,7 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
                                       verifier.score_pairs(data.test))
   with open(summary_path) as f:
     summary = json.load(f)
+  fused.pop('val_acc')  # As training's summary: val_acc stays the best epoch's, at 0.5.
   summary.update(fused)
   summary['config']['lbp_fusion'] = settings.to_dict()
   stage.save(workdir)

@@ -175,6 +175,7 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     after = json.load(f)
   assert after['cnn_only_test_acc'] == pytest.approx(before['test_acc'], abs=1e-6)
+  assert after['val_acc'] == before['val_acc']  # The best epoch's, as training writes it.
   assert after['config']['lbp_fusion']['dims'] == 16
   # The evaluation command scores with the stage, and agrees with what the CLI reported.
   result = evaluate.evaluate_view1(unrestricted_workdir)
