@@ -127,8 +127,9 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray,
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
 
   Returns:
-    The stage; the verification report of the fused scores, with the CNN's own under cnn_only_
-    keys and the fusion weights; and the fused test probabilities.
+    The stage; the verification report of the fused scores, with the CNN's and the LBP cosine's
+    own under cnn_only_ and lbp_only_ keys and the fusion weights; and the fused test
+    probabilities.
   """
   descriptor = lbp_lib.fit(data.train.images, data.train.person_ids,
                            radii=tuple(settings.radii), grid=int(settings.grid),
@@ -141,9 +142,12 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray,
   validation = probabilities(stage.weights, validation_features)
   test = probabilities(stage.weights, test_features)
   report = metrics.verification_report(validation, data.validation.labels, test, data.test.labels)
-  cnn_only = metrics.verification_report(validation_cnn, data.validation.labels, test_cnn,
-                                         data.test.labels)
-  report.update({f'cnn_only_{name}': value for name, value in cnn_only.items()})
+  for name, (validation_alone, test_alone) in (('cnn_only', (validation_cnn, test_cnn)),
+                                               ('lbp_only', (validation_features[:, 1],
+                                                             test_features[:, 1]))):
+    alone = metrics.verification_report(validation_alone, data.validation.labels, test_alone,
+                                        data.test.labels)
+    report.update({f'{name}_{key}': value for key, value in alone.items()})
   report.update(fusion_weight_cnn_logit=float(stage.weights[0]),
                 fusion_weight_lbp_cosine=float(stage.weights[1]),
                 fusion_bias=float(stage.weights[2]))

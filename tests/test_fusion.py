@@ -118,6 +118,7 @@ def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   assert os.path.exists(os.path.join(workdir, fusion.FILE))
   for name in ('test_acc', 'test_auc', 'threshold'):
     assert 0 <= summary[name] <= 1 and 0 <= summary[f'cnn_only_{name}'] <= 1
+  assert -1 <= summary['lbp_only_threshold'] <= 1 and summary['lbp_only_test_auc'] > 0.5
   assert summary['fusion_weight_cnn_logit'] != 0 and summary['fusion_weight_lbp_cosine'] != 0
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['test_acc'] == summary['test_acc']
