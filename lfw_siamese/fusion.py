@@ -116,8 +116,8 @@ def check_settings(settings, image_size: int) -> None:
     raise ValueError(f'lbp_fusion.dims: expected an integer of 2 or more, got {dims!r}')
 
 
-def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray,
-                   test_cnn: np.ndarray) -> tuple[LbpFusion, dict, np.ndarray]:
+def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
+                   figure: str | None = None) -> tuple[LbpFusion, dict, np.ndarray]:
   """Learns the LBP descriptor from the training people and the fusion on the validation pairs.
 
   Args:
@@ -125,6 +125,7 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray,
     data: input_pipeline.TrainingData of the unrestricted paradigm (train is an IdentitySet).
     validation_cnn: (N,) the CNN's probabilities of data.validation's pairs.
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
+    figure: where to draw the test pairs' two scores and the fused threshold (plots.py), if given.
 
   Returns:
     The stage; the verification report of the fused scores, with the CNN's and the LBP cosine's
@@ -151,6 +152,12 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray,
   report.update(fusion_weight_cnn_logit=float(stage.weights[0]),
                 fusion_weight_lbp_cosine=float(stage.weights[1]),
                 fusion_bias=float(stage.weights[2]))
+  if figure:
+    from lfw_siamese import plots  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
+    plots.fusion_scatter(test_features[:, 0], test_features[:, 1], data.test.labels, stage.weights,
+                         report['threshold'], figure,
+                         title=f"test pairs: fused accuracy {report['test_acc']:.3f} (network "
+                               f"{report['cnn_only_test_acc']:.3f}, LBP {report['lbp_only_test_acc']:.3f})")
   return stage, {name: float(value) for name, value in report.items()}, test
 
 
@@ -175,7 +182,8 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
       verifier.config.data.lfw_dir = lfw_dir
   data = input_pipeline.training_data(verifier.config)
   stage, fused, test = fit_lbp_fusion(settings, data, verifier.score_pairs(data.validation),
-                                      verifier.score_pairs(data.test))
+                                      verifier.score_pairs(data.test),
+                                      figure=report.figure_path(workdir, report.FUSION))
   with open(summary_path) as f:
     summary = json.load(f)
   fused.pop('val_acc')  # As training's summary: val_acc stays the best epoch's, at 0.5.

@@ -186,3 +186,26 @@ def one_shot_accuracy(results: Sequence[Mapping], path: str) -> str:
   axis.grid(alpha=0.3)
   axis.legend(fontsize='small')
   return _save(figure, path)
+
+
+def fusion_scatter(network_logits: np.ndarray, lbp_cosines: np.ndarray, labels: np.ndarray,
+                   weights: np.ndarray, threshold: float, path: str, title: str = '') -> str:
+  """The two fused scores of each pair, same and different apart, with the fused decision line."""
+  labels = np.asarray(labels)
+  figure, axis = plt.subplots(figsize=(5.8, 4.6), layout='constrained')
+  for value, colour, name in ((0, _DIFFERENT_COLOUR, 'different people'),
+                              (1, _SAME_COLOUR, 'same person')):
+    chosen = labels == value
+    axis.scatter(network_logits[chosen], lbp_cosines[chosen], s=7, alpha=0.5, color=colour,
+                 label=f'{name} ({int(chosen.sum())})')
+  # Fused probability = threshold where w0 * logit + w1 * cosine + b = logit(threshold).
+  xs = np.linspace(np.min(network_logits), np.max(network_logits), 50)
+  boundary = np.log(threshold / (1 - threshold))
+  axis.plot(xs, (boundary - weights[2] - weights[0] * xs) / weights[1], 'k--',
+            label=f'fused threshold {threshold:.3f}')
+  axis.set_ylim(np.min(lbp_cosines) - 0.05, np.max(lbp_cosines) + 0.05)
+  axis.set_xlabel('network: logit of the same-person probability')
+  axis.set_ylabel('LBP descriptor: cosine')
+  axis.set_title(title or 'the two scores the fusion combines')
+  axis.legend(fontsize=8, loc='upper left')
+  return _save(figure, path)

@@ -16,6 +16,7 @@ SCORES = 'scores.png'
 PAIRS = 'pairs.png'
 ROC_VIEW2 = 'roc_view2.png'
 ONE_SHOT = 'oneshot.png'
+FUSION = 'fusion.png'
 REPORT = 'report.md'
 TAR_CAVEAT = ('TAR@FAR=1e-2 rests on few impostor pairs (500 in pairsDevTest, 300 per View 2 '
               'fold): a handful of pairs moves it; read it as a rough figure.')
@@ -198,6 +199,7 @@ def write_report(workdir: str, summary: Mapping[str, Any] | None = None) -> str:
     lines += _figure(workdir, ROC, 'ROC of the test pairs')
     lines += _figure(workdir, SCORES, 'score histograms of same and different test pairs')
     lines += _figure(workdir, PAIRS, 'test pairs classified correctly and incorrectly')
+    lines += _figure(workdir, FUSION, 'the network and LBP scores of the test pairs, fused')
   if view2:
     lines += ['## View 2, 10-fold protocol', ''] + _view2_lines(view2)
     lines += _figure(workdir, ROC_VIEW2, 'fold-averaged ROC')

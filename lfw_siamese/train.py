@@ -359,7 +359,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   abstract_params = abstract_state.params
   params, best_record = checkpoints.restore_best(abstract_params)
   checkpoints.close()
-  summary, test_scores, fusion_stage = score(model, params, data, config)
+  from lfw_siamese import report  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
+  fusion_figure = report.figure_path(workdir, report.FUSION) if is_main else None
+  summary, test_scores, fusion_stage = score(model, params, data, config, fusion_figure)
   summary.update(best_epoch=best_record['epoch'], val_acc=best_record['val_acc'],
                  epochs=len(progress['history']), train_seconds=round(progress['train_seconds'], 3),
                  param_count=models.count_params(params), devices=jax.device_count(),
@@ -368,13 +370,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     if fusion_stage is not None:
       fusion_stage.save(workdir)
     checkpointing.write_json(os.path.join(workdir, 'summary.json'), summary)
-    from lfw_siamese import report  # pylint: disable=g-import-not-at-top
     report.write_training_report(workdir, summary, data.test, test_scores)
   return summary
 
 
-def score(model, params, data, config) -> tuple[dict, np.ndarray, Any]:
+def score(model, params, data, config, fusion_figure: str | None = None
+          ) -> tuple[dict, np.ndarray, Any]:
   """Scores the test pairs (View 1 test or a fold) at the threshold chosen on validation.
+
+  With config.lbp_fusion.enabled, the fusion's figure is drawn at fusion_figure when given.
 
   Returns:
     The verification report's numbers, the test pairs' probabilities and, with
@@ -386,7 +390,8 @@ def score(model, params, data, config) -> tuple[dict, np.ndarray, Any]:
   test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
   if config.lbp_fusion.enabled:
     from lfw_siamese import fusion  # pylint: disable=g-import-not-at-top
-    stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test)
+    stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test,
+                                                      figure=fusion_figure)
     return report, fused_test, stage
   report = metrics.verification_report(validation, np.asarray(data.validation.labels), test,
                                        np.asarray(data.test.labels))

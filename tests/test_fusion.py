@@ -122,6 +122,7 @@ def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   assert summary['fusion_weight_cnn_logit'] != 0 and summary['fusion_weight_lbp_cosine'] != 0
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['test_acc'] == summary['test_acc']
+  assert os.path.getsize(os.path.join(workdir, 'figures', 'fusion.png')) > 0
 
 
 def test_loaded_verifier_scores_as_training_did(fused_run):
@@ -178,6 +179,8 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   assert after['cnn_only_test_acc'] == pytest.approx(before['test_acc'], abs=1e-6)
   assert after['val_acc'] == before['val_acc']  # The best epoch's, as training writes it.
   assert after['config']['lbp_fusion']['dims'] == 16
+  with open(os.path.join(unrestricted_workdir, 'report.md')) as f:
+    assert 'figures/fusion.png' in f.read()
   # The evaluation command scores with the stage, and agrees with what the CLI reported.
   result = evaluate.evaluate_view1(unrestricted_workdir)
   assert result['test_acc'] == pytest.approx(after['test_acc'])
