@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def embed_folder(verifier, folder: str, *, skip_bad: bool = False) -> dict[str, np.ndarray]:
-  """{'paths', 'embeddings'[, 'embeddings_flipped', 'lbp_descriptors']} of each image under folder."""
+  """{'paths', 'embeddings'[, 'embeddings_flipped', 'lbp_descriptors']} of the folder's images."""
   paths, images = [], []
   for path in image_io.find_images(folder):
     try:

@@ -96,7 +96,8 @@ def load(workdir: str) -> LbpFusion | None:
     return None
   try:
     with np.load(path) as arrays:
-      return LbpFusion(lbp_lib.LbpEmbedder.from_arrays(arrays), np.asarray(arrays['fusion_weights']))
+      return LbpFusion(lbp_lib.LbpEmbedder.from_arrays(arrays),
+                       np.asarray(arrays['fusion_weights']))
   except (OSError, ValueError, KeyError) as e:
     raise ValueError(f'{path}: not a fusion stage this version reads ({e}); rebuild it with '
                      f'python -m lfw_siamese.fusion --workdir {workdir}') from None
@@ -157,7 +158,8 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
     plots.fusion_scatter(test_features[:, 0], test_features[:, 1], data.test.labels, stage.weights,
                          report['threshold'], figure,
                          title=f"test pairs: fused accuracy {report['test_acc']:.3f} (network "
-                               f"{report['cnn_only_test_acc']:.3f}, LBP {report['lbp_only_test_acc']:.3f})")
+                               f"{report['cnn_only_test_acc']:.3f}, "
+                               f"LBP {report['lbp_only_test_acc']:.3f})")
   return stage, {name: float(value) for name, value in report.items()}, test
 
 

@@ -124,6 +124,7 @@ class Verifier:
     return self.score_embedded_cnn(embedded_a, embedded_b)
 
   def score_embedded_cnn(self, embedded_a, embedded_b) -> np.ndarray:
+    """The network's probabilities alone, from `embed_for_scoring`'s network part."""
     if self.tta_flip:
       return np.mean([self.score_embeddings(a, b) for a in embedded_a for b in embedded_b], axis=0)
     return self.score_embeddings(embedded_a, embedded_b)

@@ -1,9 +1,9 @@
 """A classic face descriptor: uniform LBP histograms, PCA and within-class whitening, cosine scores.
 
-Square-root histograms of uniform local binary patterns (8 neighbours on circles of a few radii) in a
-grid of cells, averaged with the mirror image's; PCA, then within-class covariance normalisation
-(WCCN) learned from training people, so that the cosine of two descriptors compares faces. It errs on other pairs than the CNN does, and
-fusion.py combines the two scores.
+Square-root histograms of uniform local binary patterns (8 neighbours on circles of a few radii) in
+a grid of cells, averaged with the mirror image's; PCA, then within-class covariance normalisation
+(WCCN) learned from training people, so that the cosine of two descriptors compares faces. It errs
+on other pairs than the CNN does, and fusion.py combines the two scores.
 """
 
 import dataclasses

@@ -146,7 +146,8 @@ def test_loaded_verifier_scores_as_training_did(fused_run):
 
 def test_fusion_needs_the_unrestricted_paradigm():
   config = train_fakes.tiny_config(**SMALL_LBP)
-  with pytest.raises(config_check.ConfigError, match=r"config\.lbp_fusion\.enabled: .*unrestricted"):
+  with pytest.raises(config_check.ConfigError,
+                     match=r"config\.lbp_fusion\.enabled: .*unrestricted"):
     config_check.validate(config)
   config = train_fakes.tiny_config(**{**SMALL_LBP, 'data.paradigm': 'unrestricted',
                                       'loss': 'supcon', 'lbp_fusion.radii': (1, 9)})
@@ -186,7 +187,8 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   assert result['test_acc'] == pytest.approx(after['test_acc'])
   assert result['threshold'] == pytest.approx(after['threshold'])
   # --cnn-only scores the network alone, into a file of its own.
-  assert evaluate.main(['--workdir', unrestricted_workdir, '--protocol', 'view1', '--cnn-only']) == 0
+  assert evaluate.main(
+      ['--workdir', unrestricted_workdir, '--protocol', 'view1', '--cnn-only']) == 0
   assert 'eval_view1_cnn_only.json' in capsys.readouterr().out
   with open(evaluate.result_path(unrestricted_workdir, 'view1', with_fusion=False)) as f:
     alone = json.load(f)
