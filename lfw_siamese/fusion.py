@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from lfw_siamese import lbp as lbp_lib
+from lfw_siamese import lists
 from lfw_siamese import metrics
 from lfw_siamese.configs import base
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
   for workdir in args.workdir:
     try:
       summary = add_to_workdir(workdir, settings, lfw_dir=args.lfw_dir)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, lists.LfwDataError) as e:
       print(f'error: {e}', file=sys.stderr)
       return 1
     print(f"{workdir}: test accuracy {summary['test_acc']:.4f} (CNN alone "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import ml_collections
 import numpy as np
@@ -232,3 +233,18 @@ def test_unreadable_stage_is_named(tmp_path):
     f.write(b'not an npz')
   with pytest.raises(ValueError, match=f'{fusion.FILE}: not a fusion stage'):
     inference.load(workdir)
+
+
+def test_cli_missing_data_is_one_line(unrestricted_workdir, tmp_path, capsys):
+  moved = str(tmp_path / 'run')
+  shutil.copytree(unrestricted_workdir, moved)
+  config_path = os.path.join(moved, 'config.json')
+  with open(config_path) as f:
+    config = json.load(f)
+  config['data'].update(lfw_dir=str(tmp_path / 'no_lfw'), tfds_dir=str(tmp_path / 'no_tfds'),
+                        cache_dir=str(tmp_path / 'no_cache'))
+  with open(config_path, 'w') as f:
+    json.dump(config, f)
+  assert fusion.main(['--workdir', moved]) == 1
+  error = capsys.readouterr().err
+  assert error.startswith('error: No LFW data') and error.count('\n') == 1
