@@ -20,6 +20,8 @@ from lfw_siamese import lists
 from lfw_siamese import metrics
 from lfw_siamese.configs import base
 
+FILE = 'lbp_fusion.npz'  # The stage, in a workdir.
+
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
   """log(p / (1 - p)), with p clipped away from 0 and 1."""
@@ -62,9 +64,6 @@ def probabilities(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
   """float32 (N,) same-person probabilities of scores (N, F) under fitted weights."""
   scores = np.asarray(scores, np.float64)
   return (1 / (1 + np.exp(-(scores @ weights[:-1] + weights[-1])))).astype(np.float32)
-
-
-FILE = 'lbp_fusion.npz'
 
 
 def pair_features(cnn_probabilities: np.ndarray, lbp_cosines: np.ndarray) -> np.ndarray:

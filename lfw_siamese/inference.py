@@ -100,11 +100,12 @@ class Verifier:
   def embed_for_scoring(self, images):
     """What `score_embedded` takes: the embeddings, with their mirror images' under
     config.tta_flip, and the LBP descriptors under a fusion stage."""
-    cnn = (self.encode(images), self.encode(images, flip=True)) if self.tta_flip else (
-        self.encode(images))
+    batch = self._as_batch(images)  # Raw images are preprocessed once for every embedding.
+    cnn = (self.encode(batch), self.encode(batch, flip=True)) if self.tta_flip else (
+        self.encode(batch))
     if self.fusion is None:
       return cnn
-    return {'cnn': cnn, 'lbp': self.fusion.lbp.embed(self._as_batch(images))}
+    return {'cnn': cnn, 'lbp': self.fusion.lbp.embed(batch)}
 
   @staticmethod
   def take(embedded, rows: np.ndarray):

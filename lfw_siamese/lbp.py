@@ -64,13 +64,14 @@ def histograms(images: np.ndarray, *, radii, grid: int, chunk: int = 512) -> np.
   gray = gray.mean(axis=-1)
   parts = []
   for radius in radii:
+    height, width = gray.shape[1] - 2 * radius, gray.shape[2] - 2 * radius  # Codes' shape.
+    cell_y = np.minimum(np.arange(height) * grid // height, grid - 1)
+    cell_x = np.minimum(np.arange(width) * grid // width, grid - 1)
+    cells = cell_y[:, None] * grid + cell_x[None, :]
     rows = []
     for start in range(0, gray.shape[0], chunk):
       codes = pattern_codes(gray[start:start + chunk], radius)
-      count, height, width = codes.shape
-      cell_y = np.minimum(np.arange(height) * grid // height, grid - 1)
-      cell_x = np.minimum(np.arange(width) * grid // width, grid - 1)
-      cells = cell_y[:, None] * grid + cell_x[None, :]
+      count = codes.shape[0]
       index = (np.arange(count)[:, None, None] * grid * grid + cells) * BINS + codes
       counts = np.bincount(index.ravel(), minlength=count * grid * grid * BINS)
       rows.append(np.sqrt(counts.reshape(count, -1) / (height * width)).astype(np.float32))
@@ -125,17 +126,16 @@ class LbpEmbedder:
 def fit(images: np.ndarray, person_ids: np.ndarray, *, radii, grid: int, dims: int,
         ridge: float = 1e-6) -> LbpEmbedder:
   """Learns the PCA and the within-class whitening from training people's images."""
+  _, person, counts = np.unique(np.asarray(person_ids), return_inverse=True, return_counts=True)
+  if (counts >= 2).sum() < 2:
+    raise ValueError(f'LBP whitening needs two or more people with two or more images each; '
+                     f'got {(counts >= 2).sum()}')
   features = mirrored_histograms(images, radii=radii, grid=grid)
   mean = features.mean(axis=0)
   centred = features - mean
   dims = min(dims, *centred.shape)
   axes = principal_axes(centred, dims)
   projected = centred @ axes
-  person_ids = np.asarray(person_ids)
-  _, person, counts = np.unique(person_ids, return_inverse=True, return_counts=True)
-  if (counts >= 2).sum() < 2:
-    raise ValueError(f'LBP whitening needs two or more people with two or more images each; '
-                     f'got {(counts >= 2).sum()}')
   person_means = np.zeros((counts.size, dims))
   np.add.at(person_means, person, projected)
   person_means /= counts[:, None]

@@ -18,6 +18,7 @@ import tqdm
 from lfw_siamese import augment
 from lfw_siamese import checkpointing
 from lfw_siamese import config_check
+from lfw_siamese import fusion
 from lfw_siamese import losses
 from lfw_siamese import models
 from lfw_siamese import sharding
@@ -389,7 +390,6 @@ def score(model, params, data, config, fusion_figure: str | None = None
                                      batch_size=2 * config.batch_size)
   test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
   if config.lbp_fusion.enabled:
-    from lfw_siamese import fusion  # pylint: disable=g-import-not-at-top
     stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test,
                                                       figure=fusion_figure)
     return report, fused_test, stage
