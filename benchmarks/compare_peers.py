@@ -1,11 +1,12 @@
 """Runs the project's step and its Keras and PyTorch peers in turn, on this machine; prints ratios.
 
   python benchmarks/compare_peers.py [--peers-python PATH] [--rounds R] [--steps N] [--batch B]
-      [--only project,project_bf16,keras,torch]
+      [--only project,project_bf16,keras,torch,torch_compile,torch_bf16]
 
 Each benchmark runs in its own process (one at a time, so that none slows another): the project
 with this interpreter (benchmarks/epoch_time.py on the seed config; project_bf16: the same with
-model.compute_dtype=bfloat16), the peers with --peers-python, an interpreter that has the `peers`
+model.compute_dtype=bfloat16), the peers with --peers-python (torch_compile: through torch.compile;
+torch_bf16: under bfloat16 autocast, also compiled), an interpreter that has the `peers`
 extra (`pip install -e '.[peers]'`, in a separate environment: TensorFlow must never enter the
 project's). With --rounds above 1 they alternate (project, keras, torch, project, ...) and each
 one's median over rounds is compared, which evens out a machine whose speed drifts. Prints a
@@ -33,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--dense-units', type=int, default=1024)
   parser.add_argument('--only', default='project,keras,torch',
                       help='comma-separated subset of project,project_bf16 (mixed precision),'
-                      'keras,torch')
+                      'keras,torch,torch_compile,torch_bf16')
   return parser.parse_args(argv)
 
 
@@ -43,11 +44,14 @@ def commands(args) -> dict[str, list[str]]:
   if args.dense_units != 1024:
     project += ['--set', f'model.dense_units={args.dense_units}']
   peer_flags = [*shared, '--dense-units', str(args.dense_units)]
+  torch = [args.peers_python, os.path.join(_HERE, 'peers', 'torch_step.py'), *peer_flags]
   return {
       'project': project,
       'project_bf16': [*project, '--set', 'model.compute_dtype=bfloat16'],
       'keras': [args.peers_python, os.path.join(_HERE, 'peers', 'keras_step.py'), *peer_flags],
-      'torch': [args.peers_python, os.path.join(_HERE, 'peers', 'torch_step.py'), *peer_flags],
+      'torch': torch,
+      'torch_compile': [*torch, '--compile'],
+      'torch_bf16': [*torch, '--compile', '--bf16'],
   }
 
 
@@ -81,6 +85,7 @@ def main(argv=None) -> dict:
         'cpu_ms': round(statistics.median(r.get('step_cpu_ms', r.get('cpu_ms', 0))
                                           for r in runs), 1),
         'peak_rss_mb': max(r['peak_rss_mb'] for r in runs),
+        'device_peak_mb': max((r.get('device_peak_mb') or 0) for r in runs) or None,
         'runs_step_ms': [r['step_ms'] for r in runs],
     }
   baseline = summary.get('project')

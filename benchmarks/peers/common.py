@@ -13,14 +13,16 @@ REFERENCE = dict(image_size=250, channels=1, conv_filters=(64, 64), conv_kernel=
 VIEW1_TRAIN_PAIRS = 2145  # pairsDevTrain minus the 2.5% validation split.
 
 
-def parse_args(description: str) -> argparse.Namespace:
-  """The flags every peer takes: the model's size and how many steps to time."""
+def parse_args(description: str, add_flags=None) -> argparse.Namespace:
+  """The flags every peer takes (the model's size, how many steps to time), and add_flags's."""
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--steps', type=int, default=5, help='timed steps (after one warm-up step)')
   parser.add_argument('--batch', type=int, default=REFERENCE['batch'])
   parser.add_argument('--image-size', type=int, default=REFERENCE['image_size'])
   parser.add_argument('--dense-units', type=int, default=REFERENCE['dense_units'])
   parser.add_argument('--warmup', type=int, default=1, help='untimed steps after the first')
+  if add_flags:
+    add_flags(parser)
   return parser.parse_args()
 
 
