@@ -2,7 +2,8 @@
 
 The .npz holds `paths` (str (N,), relative to FOLDER), `embeddings` (float32 (N, D), the encoder's
 output as the pair head sees it), when the run used test-time flips `embeddings_flipped`, and when
-the workdir has a fusion stage (fusion.py) `lbp_descriptors` (float32 (N, K) unit vectors).
+the workdir has a fusion stage (fusion.py) `lbp_descriptors` (float32, each LBP descriptor's unit
+vectors side by side).
 """
 
 import argparse
@@ -49,7 +50,7 @@ def embed_folder(verifier, folder: str, *, skip_bad: bool = False) -> dict[str, 
   if verifier.tta_flip:
     result['embeddings_flipped'] = verifier.encode(batch, flip=True)
   if verifier.fusion is not None:
-    result['lbp_descriptors'] = verifier.fusion.lbp.embed(batch)
+    result['lbp_descriptors'] = verifier.fusion.embed(batch)
   return result
 
 

@@ -1,7 +1,9 @@
-"""Score fusion: the CNN's probability and a classic LBP descriptor's cosine (lbp.py), combined.
+"""Score fusion: the CNN's probability and classic LBP descriptors' cosines (lbp.py), combined.
 
-A logistic regression over the two scores, fitted on the validation pairs, weighs each by what it
-adds and gives calibrated same-person probabilities. Training adds the stage when
+One LBP descriptor per cell grid (config.lbp_fusion.grids: fine cells see local texture, coarse
+ones tolerate misalignment). A logistic regression over the CNN's logit and each descriptor's
+cosine, fitted on the validation pairs, weighs each score by what it adds and gives calibrated
+same-person probabilities. Training adds the stage when
 config.lbp_fusion.enabled; `python -m lfw_siamese.fusion --workdir DIR` adds it to a trained
 workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 """
@@ -67,25 +69,44 @@ def probabilities(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def pair_features(cnn_probabilities: np.ndarray, lbp_cosines: np.ndarray) -> np.ndarray:
-  """(N, 2) fusion inputs: the CNN's logit and the LBP descriptors' cosine."""
-  return np.stack([logit(cnn_probabilities), np.asarray(lbp_cosines, np.float64)], axis=1)
+  """(N, 1 + K) fusion inputs: the CNN's logit and K LBP cosines (given as (N,) or (N, K))."""
+  return np.column_stack([logit(cnn_probabilities), np.asarray(lbp_cosines, np.float64)])
 
 
 @dataclasses.dataclass(frozen=True)
 class LbpFusion:
-  """The LBP descriptor and the weights that fuse its cosine with the CNN's probability."""
-  lbp: lbp_lib.LbpEmbedder
-  weights: np.ndarray  # (3,): on the CNN's logit, on the LBP cosine, bias.
+  """The LBP descriptors and the weights that fuse their cosines with the CNN's probability."""
+  descriptors: tuple[lbp_lib.LbpEmbedder, ...]
+  weights: np.ndarray  # (K + 2,): on the CNN's logit, on each descriptor's cosine, bias.
+
+  def __post_init__(self):
+    if len({d.radii for d in self.descriptors}) != 1:
+      raise ValueError('the descriptors must share their LBP radii')
+
+  def embed(self, images: np.ndarray) -> np.ndarray:
+    """float32 (N, total dims): each descriptor's unit vectors, side by side."""
+    features = lbp_lib.mirrored_histograms(images, radii=self.descriptors[0].radii,
+                                           grids=[d.grid for d in self.descriptors])
+    return np.concatenate([d.project(f) for d, f in zip(self.descriptors, features)], axis=1)
+
+  def cosines(self, lbp_a: np.ndarray, lbp_b: np.ndarray) -> np.ndarray:
+    """(N, K) each descriptor's cosine between two sides' `embed` outputs."""
+    ends = np.cumsum([d.projection.shape[1] for d in self.descriptors])
+    products = np.asarray(lbp_a) * np.asarray(lbp_b)
+    return np.stack([part.sum(axis=1) for part in np.split(products, ends[:-1], axis=1)], axis=1)
 
   def score(self, cnn_probabilities: np.ndarray, lbp_a: np.ndarray, lbp_b: np.ndarray):
-    """Fused probabilities (N,) from the CNN's and two sides' LBP embeddings (`lbp.embed`)."""
+    """Fused probabilities (N,) from the CNN's and two sides' LBP embeddings (`embed`)."""
     return probabilities(self.weights,
-                         pair_features(cnn_probabilities, np.sum(lbp_a * lbp_b, axis=1)))
+                         pair_features(cnn_probabilities, self.cosines(lbp_a, lbp_b)))
 
   def save(self, workdir: str) -> None:
+    arrays = {'fusion_weights': self.weights}
+    for i, descriptor in enumerate(self.descriptors):
+      arrays.update({f'd{i}_{name}': array for name, array in descriptor.arrays().items()})
     path = os.path.join(workdir, FILE)
     with open(path + '.tmp', 'wb') as f:
-      np.savez(f, fusion_weights=self.weights, **self.lbp.arrays())
+      np.savez(f, **arrays)
     os.replace(path + '.tmp', path)
 
 
@@ -96,8 +117,17 @@ def load(workdir: str) -> LbpFusion | None:
     return None
   try:
     with np.load(path) as arrays:
-      return LbpFusion(lbp_lib.LbpEmbedder.from_arrays(arrays),
-                       np.asarray(arrays['fusion_weights']))
+      if 'lbp_radii' in arrays:  # Written before there could be several descriptors.
+        descriptors = [lbp_lib.LbpEmbedder.from_arrays(arrays)]
+      else:
+        count = sum(1 for name in arrays.files if name.endswith('_lbp_radii'))
+        descriptors = [lbp_lib.LbpEmbedder.from_arrays(
+            {name: arrays[f'd{i}_{name}'] for name in ('lbp_radii', 'lbp_grid', 'lbp_mean',
+                                                       'lbp_projection')}) for i in range(count)]
+      weights = np.asarray(arrays['fusion_weights'])
+    if not descriptors or weights.shape != (len(descriptors) + 2,):
+      raise ValueError(f'{len(descriptors)} descriptors and weights of shape {weights.shape}')
+    return LbpFusion(tuple(descriptors), weights)
   except (OSError, ValueError, KeyError) as e:
     raise ValueError(f'{path}: not a fusion stage this version reads ({e}); rebuild it with '
                      f'python -m lfw_siamese.fusion --workdir {workdir}') from None
@@ -105,57 +135,63 @@ def load(workdir: str) -> LbpFusion | None:
 
 def check_settings(settings, image_size: int) -> None:
   """Raises ValueError naming the first lbp_fusion field the descriptor cannot use."""
-  radii, grid, dims = settings.radii, settings.grid, settings.dims
+  radii, grids, dims = settings.radii, settings.grids, settings.dims
   is_int = lambda value: isinstance(value, int) and not isinstance(value, bool)
   if not radii or not all(is_int(r) and 1 <= r <= image_size // 4 for r in radii):
     raise ValueError(f'lbp_fusion.radii: expected integers from 1 to {image_size // 4} (a quarter '
                      f'of the {image_size}-pixel images), got {radii!r}')
-  if not is_int(grid) or not 1 <= grid <= image_size // 2:
-    raise ValueError(f'lbp_fusion.grid: expected an integer from 1 to {image_size // 2}, '
-                     f'got {grid!r}')
+  if (not isinstance(grids, (tuple, list)) or not grids or len(set(grids)) < len(grids)
+      or not all(is_int(g) and 1 <= g <= image_size // 2 for g in grids)):
+    raise ValueError(f'lbp_fusion.grids: expected distinct integers from 1 to {image_size // 2}, '
+                     f'got {grids!r}')
   if not is_int(dims) or dims < 2:
     raise ValueError(f'lbp_fusion.dims: expected an integer of 2 or more, got {dims!r}')
 
 
 def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
                    figure: str | None = None) -> tuple[LbpFusion, dict, np.ndarray]:
-  """Learns the LBP descriptor from the training people and the fusion on the validation pairs.
+  """Learns the LBP descriptors from the training people and the fusion on the validation pairs.
 
   Args:
-    settings: config.lbp_fusion (radii, grid, dims).
+    settings: config.lbp_fusion (radii, grids, dims).
     data: input_pipeline.TrainingData of the unrestricted paradigm (train is an IdentitySet).
     validation_cnn: (N,) the CNN's probabilities of data.validation's pairs.
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
-    figure: where to draw the test pairs' two scores and the fused threshold (plots.py), if given.
+    figure: where to draw the test pairs' CNN and LBP scores and the fused threshold, if given.
 
   Returns:
-    The stage; the verification report of the fused scores, with the CNN's and the LBP cosine's
-    own under cnn_only_ and lbp_only_ keys and the fusion weights; and the fused test
-    probabilities.
+    The stage; the verification report of the fused scores, with the CNN's own under cnn_only_
+    keys, the LBP descriptors' (fused without the CNN) under lbp_only_ keys, and the fusion
+    weights; and the fused test probabilities.
   """
-  descriptor = lbp_lib.fit(data.train.images, data.train.person_ids,
-                           radii=tuple(settings.radii), grid=int(settings.grid),
-                           dims=int(settings.dims))
-  cosine = lambda pairs: np.sum(descriptor.embed(pairs.images[:, 0])
-                                * descriptor.embed(pairs.images[:, 1]), axis=1)
-  validation_features = pair_features(validation_cnn, cosine(data.validation))
-  test_features = pair_features(test_cnn, cosine(data.test))
-  stage = LbpFusion(descriptor, fit(validation_features, data.validation.labels))
+  descriptors = lbp_lib.fit(data.train.images, data.train.person_ids, radii=tuple(settings.radii),
+                            grids=tuple(settings.grids), dims=int(settings.dims))
+  unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2))
+  validation_cosines, test_cosines = (
+      unfitted.cosines(unfitted.embed(pairs.images[:, 0]), unfitted.embed(pairs.images[:, 1]))
+      for pairs in (data.validation, data.test))
+  validation_features = pair_features(validation_cnn, validation_cosines)
+  test_features = pair_features(test_cnn, test_cosines)
+  labels = data.validation.labels
+  stage = dataclasses.replace(unfitted, weights=fit(validation_features, labels))
   validation = probabilities(stage.weights, validation_features)
   test = probabilities(stage.weights, test_features)
-  report = metrics.verification_report(validation, data.validation.labels, test, data.test.labels)
-  for name, (validation_alone, test_alone) in (('cnn_only', (validation_cnn, test_cnn)),
-                                               ('lbp_only', (validation_features[:, 1],
-                                                             test_features[:, 1]))):
-    alone = metrics.verification_report(validation_alone, data.validation.labels, test_alone,
-                                        data.test.labels)
+  report = metrics.verification_report(validation, labels, test, data.test.labels)
+  lbp_weights = fit(validation_cosines, labels)
+  for name, (validation_alone, test_alone) in (
+      ('cnn_only', (validation_cnn, test_cnn)),
+      ('lbp_only', (probabilities(lbp_weights, validation_cosines),
+                    probabilities(lbp_weights, test_cosines)))):
+    alone = metrics.verification_report(validation_alone, labels, test_alone, data.test.labels)
     report.update({f'{name}_{key}': value for key, value in alone.items()})
   report.update(fusion_weight_cnn_logit=float(stage.weights[0]),
-                fusion_weight_lbp_cosine=float(stage.weights[1]),
-                fusion_bias=float(stage.weights[2]))
+                fusion_bias=float(stage.weights[-1]),
+                **{f'fusion_weight_lbp_grid{grid}': float(weight)
+                   for grid, weight in zip(settings.grids, stage.weights[1:-1])})
   if figure:
     from lfw_siamese import plots  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
-    plots.fusion_scatter(test_features[:, 0], test_features[:, 1], data.test.labels, stage.weights,
+    plots.fusion_scatter(test_features[:, 0], test_cosines @ stage.weights[1:-1],
+                         data.test.labels, stage.weights[0], stage.weights[-1],
                          report['threshold'], figure,
                          title=f"test pairs: fused accuracy {report['test_acc']:.3f} (network "
                                f"{report['cnn_only_test_acc']:.3f}, "
@@ -187,7 +223,9 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
                                       verifier.score_pairs(data.test),
                                       figure=report.figure_path(workdir, report.FUSION))
   with open(summary_path) as f:
-    summary = json.load(f)
+    # A stage fitted before, perhaps with other grids, leaves nothing behind.
+    summary = {name: value for name, value in json.load(f).items()
+               if not name.startswith(('fusion_', 'lbp_only_'))}
   fused.pop('val_acc')  # As training's summary: val_acc stays the best epoch's, at 0.5.
   summary.update(fused)
   summary['config']['lbp_fusion'] = settings.to_dict()
@@ -202,14 +240,15 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m lfw_siamese.fusion',
       description='Adds the LBP fusion stage to trained workdirs (unrestricted paradigm): learns '
-                  'the descriptor from the training people and the fusion on the validation '
+                  'the descriptors from the training people and the fusion on the validation '
                   'pairs, then rescores the test pairs (summary.json keeps the CNN\'s own '
                   'numbers under cnn_only_ keys).')
   parser.add_argument('--workdir', action='append', required=True,
                       help='a trained workdir (repeat for several, e.g. View 2 folds)')
   parser.add_argument('--radii', default=','.join(map(str, defaults.radii)),
                       help='LBP circle radii in pixels, comma-separated')
-  parser.add_argument('--grid', type=int, default=defaults.grid, help='cells per side')
+  parser.add_argument('--grids', default=','.join(map(str, defaults.grids)),
+                      help='cells per side, comma-separated: one descriptor for each')
   parser.add_argument('--dims', type=int, default=defaults.dims,
                       help='PCA dimensions before whitening')
   parser.add_argument('--lfw-dir', default=None, help='overrides the LFW location in the config')
@@ -218,12 +257,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  settings = ml_collections.ConfigDict({'enabled': True, 'grid': args.grid, 'dims': args.dims})
-  try:
-    settings.radii = tuple(int(r) for r in args.radii.split(','))
-  except ValueError:
-    print(f'--radii: expected comma-separated integers, got {args.radii!r}', file=sys.stderr)
-    return 2
+  settings = ml_collections.ConfigDict({'enabled': True, 'dims': args.dims})
+  for flag in ('radii', 'grids'):
+    text = getattr(args, flag)
+    try:
+      settings[flag] = tuple(int(value) for value in text.split(','))
+    except ValueError:
+      print(f'--{flag}: expected comma-separated integers, got {text!r}', file=sys.stderr)
+      return 2
   for workdir in args.workdir:
     try:
       summary = add_to_workdir(workdir, settings, lfw_dir=args.lfw_dir)

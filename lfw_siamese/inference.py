@@ -6,7 +6,7 @@
   probabilities = verifier.score(images_a, images_b)
 
 A workdir with a fusion stage (fusion.py, lbp_fusion.npz) scores pairs with it: the CNN's
-probability fused with the LBP descriptors' cosine.
+probability fused with the LBP descriptors' cosines.
 """
 
 import functools
@@ -105,7 +105,7 @@ class Verifier:
         self.encode(batch))
     if self.fusion is None:
       return cnn
-    return {'cnn': cnn, 'lbp': self.fusion.lbp.embed(batch)}
+    return {'cnn': cnn, 'lbp': self.fusion.embed(batch)}
 
   @staticmethod
   def take(embedded, rows: np.ndarray):
@@ -117,7 +117,7 @@ class Verifier:
 
     With config.tta_flip, the CNN's is the mean probability over the four plain/mirrored
     combinations of the two sides, as train.predict_probabilities computes it (so the workdir's
-    threshold applies); a fusion stage then fuses it with the LBP cosine.
+    threshold applies); a fusion stage then fuses it with the LBP descriptors' cosines.
     """
     if self.fusion is not None:
       cnn = self.score_embedded_cnn(embedded_a['cnn'], embedded_b['cnn'])

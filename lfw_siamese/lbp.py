@@ -54,36 +54,42 @@ def pattern_codes(images: np.ndarray, radius: int) -> np.ndarray:
   return UNIFORM_TABLE[codes]
 
 
-def histograms(images: np.ndarray, *, radii, grid: int, chunk: int = 512) -> np.ndarray:
-  """float32 (N, len(radii) * grid^2 * 59) square-root LBP histograms of (N, H, W, C) images.
+def histograms(images: np.ndarray, *, radii, grids, chunk: int = 512) -> list[np.ndarray]:
+  """float32 (N, len(radii) * grid^2 * 59) square-root LBP histograms of (N, H, W, C) images, one
+  array per grid (the patterns are computed once for all grids).
 
   Images are uint8, or float in [0, 1]; both give the same histograms.
   """
   images = np.asarray(images)
   gray = images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
   gray = gray.mean(axis=-1)
-  parts = []
+  parts = [[] for _ in grids]  # parts[g][r]: grid g's histograms for radius r.
   for radius in radii:
     height, width = gray.shape[1] - 2 * radius, gray.shape[2] - 2 * radius  # Codes' shape.
-    cell_y = np.minimum(np.arange(height) * grid // height, grid - 1)
-    cell_x = np.minimum(np.arange(width) * grid // width, grid - 1)
-    cells = cell_y[:, None] * grid + cell_x[None, :]
-    rows = []
+    cell_maps = []  # Each pixel's cell, for each grid.
+    for grid in grids:
+      cell_y = np.minimum(np.arange(height) * grid // height, grid - 1)
+      cell_x = np.minimum(np.arange(width) * grid // width, grid - 1)
+      cell_maps.append(cell_y[:, None] * grid + cell_x[None, :])
+    rows = [[] for _ in grids]
     for start in range(0, gray.shape[0], chunk):
       codes = pattern_codes(gray[start:start + chunk], radius)
       count = codes.shape[0]
-      index = (np.arange(count)[:, None, None] * grid * grid + cells) * BINS + codes
-      counts = np.bincount(index.ravel(), minlength=count * grid * grid * BINS)
-      rows.append(np.sqrt(counts.reshape(count, -1) / (height * width)).astype(np.float32))
-    parts.append(np.concatenate(rows))
-  return np.concatenate(parts, axis=1)
+      for g, (grid, cells) in enumerate(zip(grids, cell_maps)):
+        index = (np.arange(count)[:, None, None] * grid * grid + cells) * BINS + codes
+        counts = np.bincount(index.ravel(), minlength=count * grid * grid * BINS)
+        rows[g].append(np.sqrt(counts.reshape(count, -1) / (height * width)).astype(np.float32))
+    for g in range(len(grids)):
+      parts[g].append(np.concatenate(rows[g]))
+  return [np.concatenate(part, axis=1) for part in parts]
 
 
-def mirrored_histograms(images: np.ndarray, *, radii, grid: int) -> np.ndarray:
+def mirrored_histograms(images: np.ndarray, *, radii, grids) -> list[np.ndarray]:
   """The mean of `histograms` of the images and of their mirror images: a mirror-symmetric face."""
   images = np.asarray(images)
-  return (histograms(images, radii=radii, grid=grid)
-          + histograms(images[:, :, ::-1], radii=radii, grid=grid)) / 2
+  plain = histograms(images, radii=radii, grids=grids)
+  mirrored = histograms(images[:, :, ::-1], radii=radii, grids=grids)
+  return [(a + b) / 2 for a, b in zip(plain, mirrored)]
 
 
 def principal_axes(centred: np.ndarray, dims: int, *, seed: int = 0) -> np.ndarray:
@@ -108,7 +114,10 @@ class LbpEmbedder:
 
   def embed(self, images: np.ndarray) -> np.ndarray:
     """float32 (N, dims) unit vectors of (N, H, W, C) images (uint8, or float in [0, 1])."""
-    features = mirrored_histograms(images, radii=self.radii, grid=self.grid)
+    return self.project(mirrored_histograms(images, radii=self.radii, grids=(self.grid,))[0])
+
+  def project(self, features: np.ndarray) -> np.ndarray:
+    """float32 (N, dims) unit vectors of this descriptor's `mirrored_histograms`."""
     projected = (features - self.mean) @ self.projection
     return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
 
@@ -123,14 +132,19 @@ class LbpEmbedder:
                np.asarray(arrays['lbp_mean']), np.asarray(arrays['lbp_projection']))
 
 
-def fit(images: np.ndarray, person_ids: np.ndarray, *, radii, grid: int, dims: int,
-        ridge: float = 1e-6) -> LbpEmbedder:
-  """Learns the PCA and the within-class whitening from training people's images."""
+def fit(images: np.ndarray, person_ids: np.ndarray, *, radii, grids, dims: int,
+        ridge: float = 1e-6) -> tuple[LbpEmbedder, ...]:
+  """Learns each grid's PCA and within-class whitening from training people's images."""
   _, person, counts = np.unique(np.asarray(person_ids), return_inverse=True, return_counts=True)
   if (counts >= 2).sum() < 2:
     raise ValueError(f'LBP whitening needs two or more people with two or more images each; '
                      f'got {(counts >= 2).sum()}')
-  features = mirrored_histograms(images, radii=radii, grid=grid)
+  return tuple(_whitened(features, person, counts, radii, grid, dims, ridge) for grid, features
+               in zip(grids, mirrored_histograms(images, radii=radii, grids=grids)))
+
+
+def _whitened(features, person, counts, radii, grid, dims, ridge) -> LbpEmbedder:
+  """PCA of one grid's features, then whitening of the within-person scatter."""
   mean = features.mean(axis=0)
   centred = features - mean
   dims = min(dims, *centred.shape)

@@ -188,24 +188,27 @@ def one_shot_accuracy(results: Sequence[Mapping], path: str) -> str:
   return _save(figure, path)
 
 
-def fusion_scatter(network_logits: np.ndarray, lbp_cosines: np.ndarray, labels: np.ndarray,
-                   weights: np.ndarray, threshold: float, path: str, title: str = '') -> str:
-  """The two fused scores of each pair, same and different apart, with the fused decision line."""
+def fusion_scatter(network_logits: np.ndarray, lbp_logits: np.ndarray, labels: np.ndarray,
+                   network_weight: float, bias: float, threshold: float, path: str,
+                   title: str = '') -> str:
+  """Each pair's network logit against its LBP descriptors' part of the fused logit, same and
+  different apart, with the fused decision line."""
   labels = np.asarray(labels)
   figure, axis = plt.subplots(figsize=(5.8, 4.6), layout='constrained')
   for value, colour, name in ((0, _DIFFERENT_COLOUR, 'different people'),
                               (1, _SAME_COLOUR, 'same person')):
     chosen = labels == value
-    axis.scatter(network_logits[chosen], lbp_cosines[chosen], s=7, alpha=0.5, color=colour,
+    axis.scatter(network_logits[chosen], lbp_logits[chosen], s=7, alpha=0.5, color=colour,
                  label=f'{name} ({int(chosen.sum())})')
-  # Fused probability = threshold where w0 * logit + w1 * cosine + b = logit(threshold).
+  # Fused probability = threshold where network_weight * x + y + bias = logit(threshold).
   xs = np.linspace(np.min(network_logits), np.max(network_logits), 50)
   boundary = np.log(threshold / (1 - threshold))
-  axis.plot(xs, (boundary - weights[2] - weights[0] * xs) / weights[1], 'k--',
+  axis.plot(xs, boundary - bias - network_weight * xs, 'k--',
             label=f'fused threshold {threshold:.3f}')
-  axis.set_ylim(np.min(lbp_cosines) - 0.05, np.max(lbp_cosines) + 0.05)
+  margin = 0.05 * (np.max(lbp_logits) - np.min(lbp_logits))
+  axis.set_ylim(np.min(lbp_logits) - margin, np.max(lbp_logits) + margin)
   axis.set_xlabel('network: logit of the same-person probability')
-  axis.set_ylabel('LBP descriptor: cosine')
-  axis.set_title(title or 'the two scores the fusion combines')
+  axis.set_ylabel('LBP descriptors: weighted cosines (fused logit units)')
+  axis.set_title(title or 'the scores the fusion combines')
   axis.legend(fontsize=8, loc='upper left')
   return _save(figure, path)

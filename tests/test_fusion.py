@@ -46,24 +46,28 @@ def test_pattern_codes_by_hand():
 
 def test_histograms_are_unit_per_radius_and_scale_free():
   images = np.random.default_rng(0).integers(0, 256, (3, 20, 20, 1), dtype=np.uint8)
-  features = lbp.histograms(images, radii=(1, 2), grid=3)
+  features, coarse = lbp.histograms(images, radii=(1, 2), grids=(3, 1))
   assert features.shape == (3, 2 * 9 * 59) and features.dtype == np.float32
   per_radius = (features ** 2).reshape(3, 2, -1).sum(axis=2)
   np.testing.assert_allclose(per_radius, 1.0, rtol=1e-5)  # Square roots of frequencies.
-  np.testing.assert_allclose(lbp.histograms(images / 255.0, radii=(1, 2), grid=3), features)
-  mirrored = lbp.mirrored_histograms(images, radii=(1, 2), grid=3)
-  np.testing.assert_allclose(lbp.mirrored_histograms(images[:, :, ::-1], radii=(1, 2), grid=3),
-                             mirrored, rtol=1e-6)
+  np.testing.assert_allclose(lbp.histograms(images / 255.0, radii=(1, 2), grids=(3,))[0],
+                             features)
+  # One cell holds the whole image: the sum of the 3x3 grid's cells' counts.
+  counts = (features.reshape(3, 2, 9, 59) ** 2).sum(axis=2)
+  np.testing.assert_allclose(coarse.reshape(3, 2, 59) ** 2, counts, rtol=1e-4, atol=1e-6)
+  mirrored = lbp.mirrored_histograms(images, radii=(1, 2), grids=(3,))[0]
+  np.testing.assert_allclose(lbp.mirrored_histograms(images[:, :, ::-1], radii=(1, 2),
+                                                     grids=(3,))[0], mirrored, rtol=1e-6)
   assert not np.allclose(mirrored, features)
 
 
 def test_fit_whitens_within_person_and_separates_unseen_photos():
   people = train_fakes.identity_set(40, 6, seed=0)
   fitting = np.arange(people.person_ids.size) % 6 < 4  # Four photos a person to learn from.
-  descriptor = lbp.fit(people.images[fitting], people.person_ids[fitting], radii=(1, 2), grid=4,
-                       dims=24)
+  descriptor, = lbp.fit(people.images[fitting], people.person_ids[fitting], radii=(1, 2),
+                        grids=(4,), dims=24)
   assert descriptor.projection.shape == (2 * 16 * 59, 24)
-  projected = (lbp.mirrored_histograms(people.images[fitting], radii=(1, 2), grid=4)
+  projected = (lbp.mirrored_histograms(people.images[fitting], radii=(1, 2), grids=(4,))[0]
                - descriptor.mean) @ descriptor.projection
   ids = people.person_ids[fitting]
   means = np.stack([projected[ids == p].mean(axis=0) for p in range(40)])
@@ -80,7 +84,7 @@ def test_fit_whitens_within_person_and_separates_unseen_photos():
 def test_fit_needs_two_people_with_two_images():
   images = np.zeros((3, 16, 16, 1), np.uint8)
   with pytest.raises(ValueError, match='two or more people with two or more images'):
-    lbp.fit(images, np.array([0, 0, 1]), radii=(1,), grid=2, dims=4)
+    lbp.fit(images, np.array([0, 0, 1]), radii=(1,), grids=(2,), dims=4)
 
 
 def test_fusion_fit_recovers_weights_whatever_the_scale_and_is_calibrated():
@@ -101,7 +105,7 @@ def test_fusion_fit_refuses_one_class_and_bad_shapes():
     fusion.fit(np.zeros(4), np.ones(4))
 
 
-SMALL_LBP = {'lbp_fusion.enabled': True, 'lbp_fusion.radii': (1, 2), 'lbp_fusion.grid': 4,
+SMALL_LBP = {'lbp_fusion.enabled': True, 'lbp_fusion.radii': (1, 2), 'lbp_fusion.grids': (4, 2),
              'lbp_fusion.dims': 32}
 
 
@@ -119,8 +123,9 @@ def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   assert os.path.exists(os.path.join(workdir, fusion.FILE))
   for name in ('test_acc', 'test_auc', 'threshold'):
     assert 0 <= summary[name] <= 1 and 0 <= summary[f'cnn_only_{name}'] <= 1
-  assert -1 <= summary['lbp_only_threshold'] <= 1 and summary['lbp_only_test_auc'] > 0.5
-  assert summary['fusion_weight_cnn_logit'] != 0 and summary['fusion_weight_lbp_cosine'] != 0
+  assert 0 <= summary['lbp_only_threshold'] <= 1 and summary['lbp_only_test_auc'] > 0.5
+  assert all(summary[f'fusion_weight_{name}'] != 0
+             for name in ('cnn_logit', 'lbp_grid4', 'lbp_grid2'))
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['test_acc'] == summary['test_acc']
   assert os.path.getsize(os.path.join(workdir, 'figures', 'fusion.png')) > 0
@@ -145,6 +150,36 @@ def test_loaded_verifier_scores_as_training_did(fused_run):
       fused[rows], rtol=1e-5)
 
 
+def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_path):
+  workdir, _, data, _ = fused_run
+  stage = fusion.load(workdir)
+  assert [d.grid for d in stage.descriptors] == [4, 2] and stage.weights.shape == (4,)
+  images = data.test.images[:5]
+  a, b = stage.embed(images[:, 0]), stage.embed(images[:, 1])
+  expected = np.stack([np.sum(d.embed(images[:, 0]) * d.embed(images[:, 1]), axis=1)
+                       for d in stage.descriptors], axis=1)  # Each descriptor on its own.
+  np.testing.assert_allclose(stage.cosines(a, b), expected, rtol=1e-5, atol=1e-6)
+  stage.save(str(tmp_path))
+  again = fusion.load(str(tmp_path))
+  np.testing.assert_array_equal(again.weights, stage.weights)
+  np.testing.assert_array_equal(again.embed(images[:, 0]), a)
+
+
+def test_stage_in_the_single_descriptor_layout_still_loads(fused_run, tmp_path):
+  workdir, _, data, _ = fused_run
+  first = fusion.load(workdir).descriptors[0]
+  weights = np.array([1.5, 20.0, -0.3])
+  np.savez(os.path.join(tmp_path, fusion.FILE), fusion_weights=weights, **first.arrays())
+  old = fusion.load(str(tmp_path))
+  assert len(old.descriptors) == 1 and old.descriptors[0].grid == first.grid
+  images = data.test.images[:4]
+  cosine = np.sum(first.embed(images[:, 0]) * first.embed(images[:, 1]), axis=1)
+  cnn = np.full(4, 0.7)
+  np.testing.assert_allclose(
+      old.score(cnn, old.embed(images[:, 0]), old.embed(images[:, 1])),
+      fusion.probabilities(weights, np.stack([fusion.logit(cnn), cosine], axis=1)), rtol=1e-5)
+
+
 def test_fusion_needs_the_unrestricted_paradigm():
   config = train_fakes.tiny_config(**SMALL_LBP)
   with pytest.raises(config_check.ConfigError,
@@ -156,7 +191,11 @@ def test_fusion_needs_the_unrestricted_paradigm():
                                                        r'integers from 1 to 8 .*got \(1, 9\)'):
     config_check.validate(config)
   with pytest.raises(ValueError, match='lbp_fusion.dims: expected an integer of 2 or more'):
-    fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grid': 4, 'dims': 1}), 32)
+    fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grids': (4,), 'dims': 1}), 32)
+  for grids in ((4, 4), (), 4, (17,)):
+    settings = ml_collections.ConfigDict({'radii': (1,), 'grids': grids, 'dims': 8})
+    with pytest.raises(ValueError, match='lbp_fusion.grids: expected distinct integers from 1 to'):
+      fusion.check_settings(settings, 32)
 
 
 @pytest.fixture(scope='module')
@@ -173,14 +212,18 @@ def unrestricted_workdir(tmp_path_factory):
 def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     before = json.load(f)
-  assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grid', '4',
-                      '--dims', '16']) == 0
+  # Fitted twice, the second time with fewer grids: nothing of the first stage stays.
+  for grids in ('4,2', '4'):
+    assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', grids,
+                        '--dims', '16']) == 0
   assert 'CNN alone' in capsys.readouterr().out
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     after = json.load(f)
   assert after['cnn_only_test_acc'] == pytest.approx(before['test_acc'], abs=1e-6)
   assert after['val_acc'] == before['val_acc']  # The best epoch's, as training writes it.
   assert after['config']['lbp_fusion']['dims'] == 16
+  assert [name for name in after if name.startswith('fusion_weight_lbp')] == [
+      'fusion_weight_lbp_grid4']
   with open(os.path.join(unrestricted_workdir, 'report.md')) as f:
     assert 'figures/fusion.png' in f.read()
   # The evaluation command scores with the stage, and agrees with what the CLI reported.
@@ -209,12 +252,14 @@ def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
   images = np.stack([verifier.load_image(path) for path in paths])
   stage = fusion.load(unrestricted_workdir)
   alone = inference.load(unrestricted_workdir, with_fusion=False).score(images[[0, 0]], images[1:])
-  expected = stage.score(alone, stage.lbp.embed(images[[0, 0]]), stage.lbp.embed(images[1:]))
+  expected = stage.score(alone, stage.embed(images[[0, 0]]), stage.embed(images[1:]))
   np.testing.assert_allclose(verifier.verify_many([(paths[0], paths[1]), (paths[0], paths[2])]),
                              expected, rtol=1e-5)
   exported = embed.embed_folder(verifier, str(tmp_path))
-  assert exported['lbp_descriptors'].shape == (3, stage.lbp.projection.shape[1])
-  np.testing.assert_allclose(np.linalg.norm(exported['lbp_descriptors'], axis=1), 1, rtol=1e-5)
+  dims = [d.projection.shape[1] for d in stage.descriptors]
+  assert exported['lbp_descriptors'].shape == (3, sum(dims))
+  for part in np.split(exported['lbp_descriptors'], np.cumsum(dims)[:-1], axis=1):
+    np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1, rtol=1e-5)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -225,6 +270,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
   assert 'summary.json: no such file' in capsys.readouterr().err
   assert fusion.main(['--workdir', restricted, '--radii', 'one']) == 2
   assert "--radii: expected comma-separated integers, got 'one'" in capsys.readouterr().err
+  assert fusion.main(['--workdir', restricted, '--grids', '10,x']) == 2
+  assert "--grids: expected comma-separated integers, got '10,x'" in capsys.readouterr().err
 
 
 def test_unreadable_stage_is_named(tmp_path):

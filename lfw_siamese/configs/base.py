@@ -58,12 +58,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.tta_flip = False  # Average scores of the images and their mirror images.
   config.best_epoch_by = 'val_acc'  # val_acc (at probability 0.5, highest) | val_loss (lowest)
-  # After training: fuse the CNN's score with a classic LBP descriptor's (fusion.py), the
-  # descriptor learned from the training people and the fusion on the validation pairs.
+  # After training: fuse the CNN's score with classic LBP descriptors' (fusion.py), the
+  # descriptors learned from the training people and the fusion on the validation pairs.
   config.lbp_fusion = ml_collections.ConfigDict()
   config.lbp_fusion.enabled = False  # Unrestricted paradigm only (the descriptor needs identities).
   config.lbp_fusion.radii = (1, 2, 3)  # LBP circle radii in pixels of the model's input images.
-  config.lbp_fusion.grid = 10  # Cells per side whose histograms are concatenated.
+  # Cells per side whose histograms are concatenated: one descriptor, and one fused score, each
+  # (RESULTS.md, "The default recipe": why a 6x6 grid beside the 10x10 one).
+  config.lbp_fusion.grids = (10, 6)
   config.lbp_fusion.dims = 800  # PCA dimensions before within-class whitening.
   # glibc reuses freed host memory (host_memory.py): the reference step on CPU in 0.8x the time,
   # at the cost of peak memory. Off where that does not fit (koch2015, seed_dense4096).
