@@ -135,16 +135,21 @@ class LbpEmbedder:
 def fit(images: np.ndarray, person_ids: np.ndarray, *, radii, grids, dims: int,
         ridge: float = 1e-6) -> tuple[LbpEmbedder, ...]:
   """Learns each grid's PCA and within-class whitening from training people's images."""
-  _, person, counts = np.unique(np.asarray(person_ids), return_inverse=True, return_counts=True)
+  _, counts = np.unique(np.asarray(person_ids), return_counts=True)
   if (counts >= 2).sum() < 2:
     raise ValueError(f'LBP whitening needs two or more people with two or more images each; '
                      f'got {(counts >= 2).sum()}')
-  return tuple(_whitened(features, person, counts, radii, grid, dims, ridge) for grid, features
-               in zip(grids, mirrored_histograms(images, radii=radii, grids=grids)))
+  return tuple(LbpEmbedder(tuple(int(r) for r in radii), int(grid),
+                           *whitening(features, person_ids, dims, ridge))
+               for grid, features in zip(grids, mirrored_histograms(images, radii=radii,
+                                                                    grids=grids)))
 
 
-def _whitened(features, person, counts, radii, grid, dims, ridge) -> LbpEmbedder:
-  """PCA of one grid's features, then whitening of the within-person scatter."""
+def whitening(features: np.ndarray, person_ids: np.ndarray, dims: int,
+              ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+  """float32 (mean (D,), projection (D, dims)): PCA of (N, D) features, then whitening of the
+  within-person scatter (people with one image count towards the PCA only)."""
+  _, person, counts = np.unique(np.asarray(person_ids), return_inverse=True, return_counts=True)
   mean = features.mean(axis=0)
   centred = features - mean
   dims = min(dims, *centred.shape)
@@ -158,6 +163,4 @@ def _whitened(features, person, counts, radii, grid, dims, ridge) -> LbpEmbedder
   covariance = within.T @ within / within.shape[0]
   covariance += ridge * np.trace(covariance) / dims * np.eye(dims)
   values, vectors = np.linalg.eigh(covariance)
-  whitening = vectors / np.sqrt(values)
-  return LbpEmbedder(tuple(int(r) for r in radii), int(grid), mean.astype(np.float32),
-                     (axes @ whitening).astype(np.float32))
+  return mean.astype(np.float32), (axes @ (vectors / np.sqrt(values))).astype(np.float32)

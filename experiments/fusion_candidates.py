@@ -1,0 +1,139 @@
+"""Which classic descriptors add to a trained network's fusion: each candidate scored on validation.
+
+  LFW_DIR=/work/shared/lfw python experiments/fusion_candidates.py --workdir runs/default \
+      [--wide-crop 200 --wide-size 80] [--output candidates.md]
+
+For a workdir trained in the unrestricted paradigm, learns each candidate descriptor from its
+training people (as fusion.py learns the LBP ones: mirror-averaged features, PCA to 800
+dimensions, within-class whitening, cosine scores) and fits a logistic regression of the
+validation pairs on the network's logit, the 10x10-grid LBP cosine (session 6's stage) and one or
+two candidates. Candidates are ranked by the fused score's validation AUC under 10-fold
+cross-validation over the validation pairs (out-of-fold probabilities, so that more inputs gain
+nothing by fitting noise); the test columns are printed beside them, never used to choose.
+Candidates: LBP on 6x6 and 14x14 grids, HOG (8- and 6-pixel cells), and LBP and HOG on a wider
+crop (data.crop and data.image_size set to --wide-crop and --wide-size).
+"""
+
+import argparse
+import itertools
+
+import numpy as np
+
+from lfw_siamese import fusion
+from lfw_siamese import inference
+from lfw_siamese import input_pipeline
+from lfw_siamese import lbp
+from lfw_siamese import metrics
+
+DIMS = 800
+
+
+def hog(images: np.ndarray, cell: int, bins: int = 9) -> np.ndarray:
+  """Square-root HOG: unsigned gradient orientations in cells, L2-Hys over 2x2-cell blocks."""
+  gray = images.astype(np.float32).mean(axis=-1) / 255
+  gy, gx = np.zeros_like(gray), np.zeros_like(gray)
+  gy[:, 1:-1] = gray[:, 2:] - gray[:, :-2]
+  gx[:, :, 1:-1] = gray[:, :, 2:] - gray[:, :, :-2]
+  magnitude = np.hypot(gx, gy)
+  position = np.mod(np.arctan2(gy, gx), np.pi) / np.pi * bins  # Votes split between two bins.
+  low = np.floor(position).astype(np.int64) % bins
+  share = position - np.floor(position)
+  count, height, width = gray.shape
+  rows, columns = height // cell, width // cell
+  cells = (np.minimum(np.arange(height) // cell, rows - 1)[:, None] * columns
+           + np.minimum(np.arange(width) // cell, columns - 1)[None, :])
+  base = (np.arange(count)[:, None, None] * rows * columns + cells) * bins
+  histogram = np.zeros(count * rows * columns * bins)
+  np.add.at(histogram, (base + low).ravel(), (magnitude * (1 - share)).ravel())
+  np.add.at(histogram, (base + (low + 1) % bins).ravel(), (magnitude * share).ravel())
+  grid = histogram.reshape(count, rows, columns, bins)
+  blocks = np.concatenate([grid[:, :-1, :-1], grid[:, 1:, :-1], grid[:, :-1, 1:], grid[:, 1:, 1:]],
+                          axis=-1)
+  normalise = lambda b: b / np.sqrt((b ** 2).sum(axis=-1, keepdims=True) + 1e-6)
+  blocks = normalise(np.minimum(normalise(blocks), 0.2))
+  return np.sqrt(blocks.reshape(count, -1)).astype(np.float32)
+
+
+def mirrored(featurize):
+  """The mean of a featurizer's output on the images and on their mirror images."""
+  return lambda images: (featurize(images) + featurize(images[:, :, ::-1])) / 2
+
+
+def cosines(featurize, data) -> tuple[np.ndarray, np.ndarray]:
+  """Validation and test pairs' cosines under the descriptor learned from data.train."""
+  mean, projection = lbp.whitening(featurize(data.train.images), data.train.person_ids, DIMS)
+
+  def embed(images):
+    projected = (featurize(images) - mean) @ projection
+    return projected / np.linalg.norm(projected, axis=1, keepdims=True)
+
+  return tuple(np.sum(embed(pairs.images[:, 0]) * embed(pairs.images[:, 1]), axis=1)
+               for pairs in (data.validation, data.test))
+
+
+def cross_validated_auc(features: np.ndarray, labels: np.ndarray, folds: int = 10) -> float:
+  """AUC of out-of-fold fused probabilities over the validation pairs."""
+  order = np.random.default_rng(0).permutation(len(labels))
+  probabilities = np.zeros(len(labels))
+  for part in np.array_split(order, folds):
+    rest = np.setdiff1d(order, part)
+    weights = fusion.fit(features[rest], labels[rest])
+    probabilities[part] = fusion.probabilities(weights, features[part])
+  return metrics.roc_auc(probabilities, labels)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--workdir', required=True, help='a trained unrestricted workdir')
+  parser.add_argument('--wide-crop', type=int, default=200)
+  parser.add_argument('--wide-size', type=int, default=80)
+  parser.add_argument('--output', default=None, help='also write the table here (markdown)')
+  args = parser.parse_args()
+
+  verifier = inference.load(args.workdir, with_fusion=False)
+  data = input_pipeline.training_data(verifier.config)
+  wide_config = verifier.config.copy_and_resolve_references()
+  with wide_config.unlocked():
+    wide_config.data.crop, wide_config.data.image_size = args.wide_crop, args.wide_size
+  wide = input_pipeline.training_data(wide_config)
+  network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]
+  lbp_grid = lambda grid, radii=(1, 2, 3): mirrored(
+      lambda images: lbp.histograms(images, radii=radii, grids=(grid,))[0])
+  scores = {'lbp10': cosines(lbp_grid(10), data)}
+  candidates = {
+      'lbp6': (lbp_grid(6), data), 'lbp14': (lbp_grid(14, (1, 2)), data),
+      'hog8': (mirrored(lambda images: hog(images, 8)), data),
+      'hog6': (mirrored(lambda images: hog(images, 6)), data),
+      f'lbp10_crop{args.wide_crop}': (lbp_grid(10), wide),
+      f'hog8_crop{args.wide_crop}': (mirrored(lambda images: hog(images, 8)), wide),
+  }
+  for name, (featurize, source) in candidates.items():
+    print(f'learning {name}', flush=True)
+    scores[name] = cosines(featurize, source)
+
+  labels = data.validation.labels, data.test.labels
+  lines = ['| fused scores | validation AUC (10-fold CV) | validation acc | test acc | test AUC |',
+           '|---|---|---|---|---|']
+  names = list(candidates)
+  for extra in [()] + [(n,) for n in names] + list(itertools.combinations(names, 2)):
+    columns = ('lbp10',) + extra
+    validation, test = (np.column_stack([network[i]] + [scores[n][i] for n in columns])
+                        for i in (0, 1))
+    weights = fusion.fit(validation, labels[0])
+    report = metrics.verification_report(fusion.probabilities(weights, validation), labels[0],
+                                         fusion.probabilities(weights, test), labels[1])
+    auc = cross_validated_auc(validation, labels[0])
+    lines.append(f"| network + {' + '.join(columns)} | {auc:.4f} | {report['val_acc']:.3f} | "
+                 f"{report['test_acc']:.3f} | {report['test_auc']:.4f} |")
+  for name in ['lbp10'] + names:
+    lines.append(f'| {name} alone | {metrics.roc_auc(scores[name][0], labels[0]):.4f} (no fit) | '
+                 f'| | {metrics.roc_auc(scores[name][1], labels[1]):.4f} |')
+  table = '\n'.join(lines)
+  print(table)
+  if args.output:
+    with open(args.output, 'w') as f:
+      f.write(table + '\n')
+
+
+if __name__ == '__main__':
+  main()
