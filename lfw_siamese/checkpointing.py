@@ -18,7 +18,7 @@ CHECKPOINTS = 'checkpoints'
 RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'log_every_steps',
                    'checkpoint_every_steps', 'keep_freed_memory', 'lbp_fusion.enabled',
                    'lbp_fusion.radii', 'lbp_fusion.grids', 'lbp_fusion.dims',
-                   'lbp_fusion.grid')  # lbp_fusion.grid: workdirs of before grids.
+                   'lbp_fusion.grid')  # lbp_fusion.grid: workdirs from before grids existed.
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 
 
