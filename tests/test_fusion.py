@@ -11,6 +11,7 @@ import pytest
 import eval_workdir
 import fake_lfw
 import train_fakes
+from lfw_siamese import checkpointing
 from lfw_siamese import config_check
 from lfw_siamese import embed
 from lfw_siamese import evaluate
@@ -295,3 +296,10 @@ def test_cli_missing_data_is_one_line(unrestricted_workdir, tmp_path, capsys):
   assert fusion.main(['--workdir', moved]) == 1
   error = capsys.readouterr().err
   assert error.startswith('error: No LFW data') and error.count('\n') == 1
+
+
+def test_a_workdir_from_before_grids_resumes_without_a_conflict():
+  new = checkpointing.config_dict(base.get_config())
+  old = json.loads(json.dumps(new))
+  old['lbp_fusion'] = {'enabled': True, 'radii': [1, 2, 3], 'grid': 10, 'dims': 800}
+  assert checkpointing.config_differences(old, new) == []
