@@ -360,8 +360,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   abstract_params = abstract_state.params
   params, best_record = checkpoints.restore_best(abstract_params)
   checkpoints.close()
-  from lfw_siamese import report  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
-  fusion_figure = report.figure_path(workdir, report.FUSION) if is_main else None
+  fusion_figure = None
+  if is_main:  # Only the main process draws and writes (matplotlib loads slowly).
+    from lfw_siamese import report  # pylint: disable=g-import-not-at-top
+    fusion_figure = report.figure_path(workdir, report.FUSION)
   summary, test_scores, fusion_stage = score(model, params, data, config, fusion_figure)
   summary.update(best_epoch=best_record['epoch'], val_acc=best_record['val_acc'],
                  epochs=len(progress['history']), train_seconds=round(progress['train_seconds'], 3),
