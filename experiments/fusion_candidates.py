@@ -1,7 +1,8 @@
-"""Which classic descriptors add to a trained network's fusion: each candidate scored on validation.
+"""Which scores add to a trained network's fusion: each candidate scored on validation.
 
   LFW_DIR=/work/shared/lfw python experiments/fusion_candidates.py --workdir runs/default \
-      [--wide-crop 200 --wide-size 80] [--output candidates.md]
+      [--only lbp6 hog6 ...] [--networks runs/other ...] [--wide-crop 200 --wide-size 80] \
+      [--output candidates.md]
 
 For a workdir trained in the unrestricted paradigm, learns each candidate descriptor from its
 training people (as fusion.py learns the LBP ones: mirror-averaged features, PCA to 800
@@ -10,12 +11,16 @@ validation pairs on the network's logit, the 10x10-grid LBP cosine (session 6's 
 two candidates. Candidates are ranked by the fused score's validation AUC under 10-fold
 cross-validation over the validation pairs (out-of-fold probabilities, so that more inputs gain
 nothing by fitting noise); the test columns are printed beside them, never used to choose.
-Candidates: LBP on 6x6 and 14x14 grids, HOG (8- and 6-pixel cells), and LBP and HOG on a wider
-crop (data.crop and data.image_size set to --wide-crop and --wide-size).
+Candidates: LBP on 6x6 and 14x14 grids, HOG (8- and 6-pixel cells), LBP and HOG on a wider crop
+(data.crop and data.image_size set to --wide-crop and --wide-size), LBP on a 6x6 grid of the same
+crop at 128 pixels (radii 2, 4, 6), the network's own embeddings whitened the same way
+(`net_wccn`, 64 dimensions), and the logits of other networks trained on the same people
+(--networks: e.g. another crop or architecture).
 """
 
 import argparse
 import itertools
+import os
 
 import numpy as np
 
@@ -59,9 +64,9 @@ def mirrored(featurize):
   return lambda images: (featurize(images) + featurize(images[:, :, ::-1])) / 2
 
 
-def cosines(featurize, data) -> tuple[np.ndarray, np.ndarray]:
+def cosines(featurize, data, dims: int = DIMS) -> tuple[np.ndarray, np.ndarray]:
   """Validation and test pairs' cosines under the descriptor learned from data.train."""
-  mean, projection = lbp.whitening(featurize(data.train.images), data.train.person_ids, DIMS)
+  mean, projection = lbp.whitening(featurize(data.train.images), data.train.person_ids, dims)
 
   def embed(images):
     projected = (featurize(images) - mean) @ projection
@@ -82,9 +87,30 @@ def cross_validated_auc(features: np.ndarray, labels: np.ndarray, folds: int = 1
   return metrics.roc_auc(probabilities, labels)
 
 
+def network_cosines(verifier, data, dims: int = 64) -> tuple[np.ndarray, np.ndarray]:
+  """Validation and test cosines of the network's flip-averaged embeddings, whitened like LBP."""
+  embed = lambda images: verifier.encode(images) + verifier.encode(images, flip=True)
+  return cosines(embed, data, dims)
+
+
+def other_network_logits(workdir: str, data) -> tuple[np.ndarray, np.ndarray]:
+  """Another trained network's logits on the same validation and test pairs."""
+  other = inference.load(workdir, with_fusion=False)
+  other_data = input_pipeline.training_data(other.config)
+  for name in ('validation', 'test'):
+    if not np.array_equal(getattr(other_data, name).names, getattr(data, name).names):
+      raise SystemExit(f'{workdir}: its {name} pairs differ from --workdir\'s (protocol, fold, '
+                       'seed and validation_fraction must match)')
+  return tuple(fusion.logit(other.score_pairs(pairs))
+               for pairs in (other_data.validation, other_data.test))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True, help='a trained unrestricted workdir')
+  parser.add_argument('--only', nargs='*', default=None, help='these candidates (default: all)')
+  parser.add_argument('--networks', nargs='*', default=[],
+                      help='other trained workdirs whose logits are candidates too')
   parser.add_argument('--wide-crop', type=int, default=200)
   parser.add_argument('--wide-size', type=int, default=80)
   parser.add_argument('--output', default=None, help='also write the table here (markdown)')
@@ -92,29 +118,49 @@ def main():
 
   verifier = inference.load(args.workdir, with_fusion=False)
   data = input_pipeline.training_data(verifier.config)
-  wide_config = verifier.config.copy_and_resolve_references()
-  with wide_config.unlocked():
-    wide_config.data.crop, wide_config.data.image_size = args.wide_crop, args.wide_size
-  wide = input_pipeline.training_data(wide_config)
+
+  def resized(crop, size):
+    """The same training data preprocessed at another crop and size."""
+    config = verifier.config.copy_and_resolve_references()
+    with config.unlocked():
+      config.data.crop, config.data.image_size = crop, size
+    return lambda: input_pipeline.training_data(config)
+
+  same = lambda: data
+  wide = resized(args.wide_crop, args.wide_size)
   network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]
   lbp_grid = lambda grid, radii=(1, 2, 3): mirrored(
       lambda images: lbp.histograms(images, radii=radii, grids=(grid,))[0])
   scores = {'lbp10': cosines(lbp_grid(10), data)}
-  candidates = {
-      'lbp6': (lbp_grid(6), data), 'lbp14': (lbp_grid(14, (1, 2)), data),
-      'hog8': (mirrored(lambda images: hog(images, 8)), data),
-      'hog6': (mirrored(lambda images: hog(images, 6)), data),
-      f'lbp10_crop{args.wide_crop}': (lbp_grid(10), wide),
-      f'hog8_crop{args.wide_crop}': (mirrored(lambda images: hog(images, 8)), wide),
+  candidates = {  # name -> a function of nothing giving (validation, test) scores.
+      'lbp6': lambda: cosines(lbp_grid(6), same()),
+      'lbp14': lambda: cosines(lbp_grid(14, (1, 2)), same()),
+      'hog8': lambda: cosines(mirrored(lambda images: hog(images, 8)), same()),
+      'hog6': lambda: cosines(mirrored(lambda images: hog(images, 6)), same()),
+      f'lbp10_crop{args.wide_crop}': lambda: cosines(lbp_grid(10), wide()),
+      f'hog8_crop{args.wide_crop}': lambda: cosines(mirrored(lambda images: hog(images, 8)),
+                                                    wide()),
+      'lbp6_128px': lambda: cosines(lbp_grid(6, (2, 4, 6)),
+                                    resized(verifier.config.data.crop, 128)()),
+      'net_wccn': lambda: network_cosines(verifier, data),
   }
-  for name, (featurize, source) in candidates.items():
+  unknown = set(args.only or ()) - set(candidates)
+  if unknown:
+    parser.error(f"--only: no candidate {', '.join(sorted(unknown))} (there are: "
+                 f"{', '.join(candidates)})")
+  candidates = {name: score for name, score in candidates.items()
+                if args.only is None or name in args.only}
+  for workdir in args.networks:  # Always candidates.
+    candidates[f'net_{os.path.basename(os.path.normpath(workdir))}'] = (
+        lambda workdir=workdir: other_network_logits(workdir, data))
+  names = list(candidates)
+  for name in names:
     print(f'learning {name}', flush=True)
-    scores[name] = cosines(featurize, source)
+    scores[name] = candidates[name]()
 
   labels = data.validation.labels, data.test.labels
   lines = ['| fused scores | validation AUC (10-fold CV) | validation acc | test acc | test AUC |',
            '|---|---|---|---|---|']
-  names = list(candidates)
   for extra in [()] + [(n,) for n in names] + list(itertools.combinations(names, 2)):
     columns = ('lbp10',) + extra
     validation, test = (np.column_stack([network[i]] + [scores[n][i] for n in columns])

@@ -15,9 +15,9 @@ CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
 # Fields that say where things are, how often to report or what follows the training of the
 # network, not what is trained.
-RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'log_every_steps',
-                   'checkpoint_every_steps', 'keep_freed_memory', 'lbp_fusion.enabled',
-                   'lbp_fusion.radii', 'lbp_fusion.grids', 'lbp_fusion.dims',
+RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'data.bundle',
+                   'log_every_steps', 'checkpoint_every_steps', 'keep_freed_memory',
+                   'lbp_fusion.enabled', 'lbp_fusion.radii', 'lbp_fusion.grids', 'lbp_fusion.dims',
                    'lbp_fusion.grid')  # lbp_fusion.grid: workdirs from before grids existed.
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 

@@ -1,16 +1,26 @@
-"""`python -m lfw_siamese.data info`: prepare the LFW TFDS datasets and print what they hold.
+"""`python -m lfw_siamese.data info|export`: what the LFW TFDS datasets hold; a portable copy.
 
-Prints a table, then, as its last line, one JSON object (view1_train, view1_test, view2_folds,
-same_pairs_view1_train, people_disjoint_view1, people_disjoint_view2, variant, images, ...),
-every number counted from the prepared data.
+`info` prepares the datasets and prints a table, then, as its last line, one JSON object
+(view1_train, view1_test, view2_folds, same_pairs_view1_train, people_disjoint_view1,
+people_disjoint_view2, variant, images, ...), every number counted from the prepared data.
+
+`export --config CONFIG --output FILE` writes the pairs and people of View 1 and of the View 2
+folds, preprocessed as CONFIG's data fields say, into one compressed file (bundle.py); a run with
+`--config.data.bundle=FILE` then needs neither TFDS nor the LFW folder.
 """
 
 import argparse
+import importlib.util
 import itertools
 import json
+import os
 import sys
 import time
 
+from lfw_siamese import bundle
+from lfw_siamese import images
+from lfw_siamese import input_pipeline
+from lfw_siamese import lists
 from lfw_siamese import sources
 from lfw_siamese import tfds_lfw
 from lfw_siamese.configs import base
@@ -23,14 +33,14 @@ def summarize(data_config) -> dict:
   builders = tfds_lfw.prepare(data_config)
   prepare_s = time.perf_counter() - started
   pair_splits = {split: tfds_lfw.read_split(builders['pairs'], split)
-                 for split in tfds_lfw.PAIR_SPLITS}
+                 for split in lists.PAIR_SPLITS}
   people_splits = {split: tfds_lfw.read_split(builders['people'], split)
-                   for split in tfds_lfw.PAIR_SPLITS}
+                   for split in lists.PAIR_SPLITS}
   pair_people = {split: {e[f'name{side}'] for e in examples for side in (1, 2)}
                  for split, examples in pair_splits.items()}
   identity_people = {split: {e['name'] for e in examples}
                      for split, examples in people_splits.items()}
-  folds = [f'fold{k}' for k in range(tfds_lfw.NUM_FOLDS)]
+  folds = [f'fold{k}' for k in range(lists.NUM_FOLDS)]
   rows = []
   for split, examples in pair_splits.items():
     same = sum(e['label'] for e in examples)
@@ -86,19 +96,74 @@ def _disjoint(groups) -> bool:
   return all(not (a & b) for a, b in itertools.combinations(groups, 2))
 
 
+EXPORT_SPLITS = {'view1': ('view1_train', 'view1_test'),
+                 'view2': tuple(f'fold{k}' for k in range(lists.NUM_FOLDS))}
+
+
+def export(data_config, output: str, protocols, *, with_people: bool = True) -> dict:
+  """Writes the pairs (and people) of the protocols' splits to a bundle; returns what it holds."""
+  started = time.perf_counter()
+  splits = [split for protocol in protocols for split in EXPORT_SPLITS[protocol]]
+  pairs = {split: input_pipeline.load_pairs(data_config, split) for split in splits}
+  people = {split: input_pipeline.load_identities(data_config, split)
+            for split in (splits if with_people else ())}
+  written = bundle.write(output, preprocessing=images.preprocessing(data_config).key(),
+                         variant=data_config.variant, pairs=pairs, people=people)
+  return {'output': output, 'splits': splits, 'preprocessing':
+          images.preprocessing(data_config).key(), 'variant': data_config.variant,
+          'pairs': sum(map(len, pairs.values())), 'people_images': sum(map(len, people.values())),
+          'images': written['images'], 'mib': round(written['bytes'] / 2**20, 1),
+          'seconds': round(time.perf_counter() - started, 1)}
+
+
+def _config_data(path: str):
+  """config.data of a config file's get_config(); the reference's without one."""
+  if not path:
+    return base.get_config().data
+  if not os.path.isfile(path):
+    raise LfwDataError(f'--config {path}: no such file')
+  spec = importlib.util.spec_from_file_location('exported_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config().data
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m lfw_siamese.data', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('command', choices=['info'])
-  parser.add_argument('--variant', default='deepfunneled', choices=list(sources.VARIANTS))
+  parser.add_argument('command', choices=['info', 'export'])
+  parser.add_argument('--variant', default='', choices=[''] + list(sources.VARIANTS),
+                      help="default: the config's (export), deepfunneled (info)")
   parser.add_argument('--lfw_dir', default='', help='LFW folder (default: $LFW_DIR)')
   parser.add_argument('--tfds_dir', default='',
                       help='TFDS data dir (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)')
+  parser.add_argument('--config', default='',
+                      help="export: the config file whose preprocessing to apply (default: the "
+                      "reference's, 250x250 grayscale)")
+  parser.add_argument('--output', default='', help='export: the bundle file to write (.npz)')
+  parser.add_argument('--protocol', default='both', choices=['view1', 'view2', 'both'],
+                      help='export: the splits to include')
+  parser.add_argument('--pairs_only', action='store_true',
+                      help='export: only the pair lists\' images (enough for the restricted '
+                      'paradigm; a smaller file)')
   args = parser.parse_args(argv)
-  data_config = base.get_config().data
-  data_config.variant, data_config.lfw_dir, data_config.tfds_dir = (
-      args.variant, args.lfw_dir, args.tfds_dir)
+  if args.command == 'export' and not args.output:
+    parser.error('export needs --output FILE')
   try:
+    data_config = _config_data(args.config if args.command == 'export' else '')
+    data_config.lfw_dir, data_config.tfds_dir, data_config.bundle = (
+        args.lfw_dir, args.tfds_dir, '')
+    data_config.variant = args.variant or (
+        data_config.variant if args.command == 'export' else 'deepfunneled')
+    if args.command == 'export':
+      protocols = ('view1', 'view2') if args.protocol == 'both' else (args.protocol,)
+      result = export(data_config, args.output, protocols, with_people=not args.pairs_only)
+      print(f"wrote {result['output']}: {result['images']} images "
+            f"({result['preprocessing']}, {result['variant']}), {result['pairs']} pairs and "
+            f"{result['people_images']} identity images of {len(result['splits'])} splits, "
+            f"{result['mib']} MiB, in {result['seconds']} s")
+      print(json.dumps(result))
+      return 0
     summary = summarize(data_config)
   except LfwDataError as error:
     print(f'error: {error}', file=sys.stderr)

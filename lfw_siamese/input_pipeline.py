@@ -2,7 +2,8 @@
 
 Images come from the TFDS builders in tfds_lfw (prepared on first use), are decoded and
 preprocessed once per (variant, preprocessing), and kept in memory and in
-`config.data.cache_dir` (default `<tfds_dir>/lfw_siamese_cache`) for later runs.
+`config.data.cache_dir` (default `<tfds_dir>/lfw_siamese_cache`) for later runs; or, with
+`config.data.bundle` set, from a file bundle.py wrote, without TFDS.
 
 Random streams: every draw uses `np.random.default_rng([seed, epoch, STREAM])`, so the same seed
 and epoch give the same batches after a restart, whatever ran before.
@@ -18,12 +19,13 @@ from typing import Iterator, Sequence
 import ml_collections
 import numpy as np
 
+from lfw_siamese import bundle
 from lfw_siamese import images as images_lib
+from lfw_siamese import lists
 from lfw_siamese import sources
-from lfw_siamese import tfds_lfw
 from lfw_siamese.lists import LfwDataError
 
-SPLITS = tfds_lfw.PAIR_SPLITS  # view1_train, view1_test, fold0..fold9
+SPLITS = lists.PAIR_SPLITS  # view1_train, view1_test, fold0..fold9
 PROTOCOLS = ('view1', 'view2')
 PARADIGMS = ('restricted', 'unrestricted')
 _CACHE_FORMAT = 1  # Bump when what the disk cache holds changes meaning.
@@ -103,12 +105,15 @@ def load_pairs(data_config: ml_collections.ConfigDict, split: str) -> PairSet:
   settings = images_lib.preprocessing(data_config)
   memory_key = _memory_key(data_config, settings, 'pairs', split)
   if (pairs := _recall(memory_key)) is None:
-    builder = tfds_lfw.builder('pairs', data_config)
-    path = _cache_path(data_config, builder, settings, f'pairs-{split}.npz')
-    arrays = _read_cache(path)
-    if arrays is None:
-      arrays = _decode_pairs(builder, split, settings)
-      _write_cache(path, arrays)
+    if data_config.get('bundle'):
+      arrays = bundle.read_pairs(data_config.bundle, split, **_bundle_checks(data_config, settings))
+    else:
+      builder = _tfds_lfw().builder('pairs', data_config)
+      path = _cache_path(data_config, builder, settings, f'pairs-{split}.npz')
+      arrays = _read_cache(path)
+      if arrays is None:
+        arrays = _decode_pairs(builder, split, settings)
+        _write_cache(path, arrays)
     pairs = _remember(memory_key, PairSet(arrays['unique_images'][arrays['index']],
                                           arrays['labels'], arrays['names'], arrays['numbers']))
   return pairs
@@ -120,20 +125,16 @@ def load_identities(data_config: ml_collections.ConfigDict, split: str) -> Ident
   settings = images_lib.preprocessing(data_config)
   memory_key = _memory_key(data_config, settings, 'people', split)
   if (identities := _recall(memory_key)) is None:
-    builder = tfds_lfw.builder('people', data_config)
-    path = _cache_path(data_config, builder, settings, f'people-{split}.npz')
-    arrays = _read_cache(path)
-    if arrays is None:
-      examples = tfds_lfw.read_split(builder, split)
-      names = np.array([e['name'] for e in examples], dtype=str)
-      numbers = np.array([e['number'] for e in examples], np.int32)
-      arrays = {
-          'images': images_lib.decode_many(
-              [e['image'] for e in examples], settings, builder.channels,
-              names=[f'{builder.name}/{split}: {e["name"]}_{e["number"]:04d}' for e in examples],
-              workers=DECODE_WORKERS),
-          'names': names, 'numbers': numbers}
-      _write_cache(path, arrays)
+    if data_config.get('bundle'):
+      arrays = bundle.read_people(data_config.bundle, split,
+                                  **_bundle_checks(data_config, settings))
+    else:
+      builder = _tfds_lfw().builder('people', data_config)
+      path = _cache_path(data_config, builder, settings, f'people-{split}.npz')
+      arrays = _read_cache(path)
+      if arrays is None:
+        arrays = _decode_people(builder, split, settings)
+        _write_cache(path, arrays)
     identities = _remember(memory_key, identity_set(arrays['images'], arrays['names'],
                                                     arrays['numbers']))
   return identities
@@ -162,8 +163,7 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
     train, validation = split_validation(train, fraction, seed=config.seed)
     return TrainingData(train, validation, test)
   identities = concatenate_identities([load_identities(data, split) for split in train_splits])
-  builder = tfds_lfw.builder('pairs', data)
-  restricted_pairs = sum(builder.info.splits[split].num_examples for split in train_splits)
+  restricted_pairs = sum(_num_pairs(data, split) for split in train_splits)
   train, held_out = hold_out_people(identities, fraction, seed=config.seed)
   num_validation = max(round(fraction * restricted_pairs), len(held_out)) if fraction else 0
   # Fixed across epochs; its people are disjoint from training, so the epoch number is arbitrary.
@@ -177,9 +177,9 @@ def protocol_splits(data_config: ml_collections.ConfigDict) -> tuple[list[str], 
     return ['view1_train'], 'view1_test'
   if data_config.protocol == 'view2':
     fold = data_config.fold
-    if not isinstance(fold, (int, np.integer)) or not 0 <= fold < tfds_lfw.NUM_FOLDS:
-      raise LfwDataError(f'data.fold: expected 0..{tfds_lfw.NUM_FOLDS - 1}, got {fold!r}')
-    return [f'fold{k}' for k in range(tfds_lfw.NUM_FOLDS) if k != fold], f'fold{fold}'
+    if not isinstance(fold, (int, np.integer)) or not 0 <= fold < lists.NUM_FOLDS:
+      raise LfwDataError(f'data.fold: expected 0..{lists.NUM_FOLDS - 1}, got {fold!r}')
+    return [f'fold{k}' for k in range(lists.NUM_FOLDS) if k != fold], f'fold{fold}'
   raise LfwDataError(f"data.protocol: expected one of {', '.join(PROTOCOLS)}, "
                      f'got {data_config.protocol!r}')
 
@@ -340,9 +340,22 @@ def cache_dir(data_config: ml_collections.ConfigDict) -> pathlib.Path:
   return sources.tfds_data_dir(data_config.tfds_dir) / 'lfw_siamese_cache'
 
 
+def _decode_people(builder, split: str, settings: images_lib.Preprocessing) -> dict:
+  """Reads a people split and decodes its images."""
+  examples = _tfds_lfw().read_split(builder, split)
+  names = np.array([e['name'] for e in examples], dtype=str)
+  numbers = np.array([e['number'] for e in examples], np.int32)
+  return {
+      'images': images_lib.decode_many(
+          [e['image'] for e in examples], settings, builder.channels,
+          names=[f'{builder.name}/{split}: {e["name"]}_{e["number"]:04d}' for e in examples],
+          workers=DECODE_WORKERS),
+      'names': names, 'numbers': numbers}
+
+
 def _decode_pairs(builder, split: str, settings: images_lib.Preprocessing) -> dict:
   """Reads a pairs split and decodes each distinct image once."""
-  examples = tfds_lfw.read_split(builder, split)
+  examples = _tfds_lfw().read_split(builder, split)
   position, blobs, labels = {}, [], []
   index = np.empty((len(examples), 2), np.int32)
   for i, example in enumerate(examples):
@@ -398,13 +411,32 @@ def _check_sharding(batch_size: int, process_index: int, process_count: int):
 
 
 def _memory_key(data_config, settings, kind: str, split: str) -> tuple:
-  return (str(sources.tfds_data_dir(data_config.tfds_dir)), data_config.variant, settings, kind,
-          split)
+  return (str(sources.tfds_data_dir(data_config.tfds_dir)), data_config.get('bundle', ''),
+          data_config.variant, settings, kind, split)
+
+
+def _tfds_lfw():
+  """The tfds_lfw module, imported on first use: a config reading a bundle needs no TFDS."""
+  from lfw_siamese import tfds_lfw  # pylint: disable=g-import-not-at-top
+  return tfds_lfw
+
+
+def _bundle_checks(data_config, settings: images_lib.Preprocessing) -> dict:
+  """What a bundle must hold for this config (bundle.read_* check it)."""
+  return {'preprocessing': settings.key(), 'variant': data_config.variant}
+
+
+def _num_pairs(data_config, split: str) -> int:
+  """How many pairs a split's list holds, without decoding its images."""
+  if data_config.get('bundle'):
+    return bundle.num_pairs(data_config.bundle, split,
+                            **_bundle_checks(data_config, images_lib.preprocessing(data_config)))
+  return _tfds_lfw().builder('pairs', data_config).info.splits[split].num_examples
 
 
 def _cache_path(data_config, builder, settings: images_lib.Preprocessing,
                 filename: str) -> pathlib.Path:
-  key = f'{builder.builder_config.name}-{settings.key()}-{tfds_lfw.fingerprint(builder)}'
+  key = f'{builder.builder_config.name}-{settings.key()}-{_tfds_lfw().fingerprint(builder)}'
   return cache_dir(data_config) / f'v{_CACHE_FORMAT}' / key / filename
 
 

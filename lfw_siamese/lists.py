@@ -6,6 +6,8 @@ import re
 from typing import Sequence
 
 _NAME = re.compile(r'^\S+$')
+NUM_FOLDS = 10
+PAIR_SPLITS = ('view1_train', 'view1_test') + tuple(f'fold{k}' for k in range(NUM_FOLDS))
 
 
 class LfwDataError(Exception):

@@ -24,8 +24,7 @@ from lfw_siamese import lists
 from lfw_siamese import sources
 from lfw_siamese.lists import LfwDataError
 
-NUM_FOLDS = 10
-PAIR_SPLITS = ('view1_train', 'view1_test') + tuple(f'fold{k}' for k in range(NUM_FOLDS))
+NUM_FOLDS, PAIR_SPLITS = lists.NUM_FOLDS, lists.PAIR_SPLITS
 # Which list file holds each split: (file, fold index within it).
 _PAIR_LIST_OF_SPLIT = {'view1_train': ('pairsDevTrain.txt', 0),
                        'view1_test': ('pairsDevTest.txt', 0),

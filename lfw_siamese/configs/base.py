@@ -11,6 +11,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.lfw_dir = ''  # Empty: the LFW_DIR environment variable, then TFDS's manual dir.
   config.data.tfds_dir = ''  # Empty: TFDS_DATA_DIR, then ~/tensorflow_datasets.
   config.data.cache_dir = ''  # Decoded-image cache; empty: <tfds_dir>/lfw_siamese_cache.
+  # A file from `python -m lfw_siamese.data export`: read everything from it, without TFDS.
+  config.data.bundle = ''
   config.data.variant = 'deepfunneled'  # original | funneled | deepfunneled | lfwa
   config.data.protocol = 'view1'  # view1 | view2 (then data.fold is the held-out fold)
   config.data.fold = 0
