@@ -13,12 +13,10 @@ from lfw_siamese.configs import base
 
 CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
-# Fields that say where things are, how often to report or what follows the training of the
-# network, not what is trained.
+# Fields (and groups of fields) that say where things are, how often to report or what follows
+# the training of the network (the fusion stage), not what is trained.
 RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'data.bundle',
-                   'log_every_steps', 'checkpoint_every_steps', 'keep_freed_memory',
-                   'lbp_fusion.enabled', 'lbp_fusion.radii', 'lbp_fusion.grids', 'lbp_fusion.dims',
-                   'lbp_fusion.grid')  # lbp_fusion.grid: workdirs from before grids existed.
+                   'log_every_steps', 'checkpoint_every_steps', 'keep_freed_memory', 'lbp_fusion')
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 
 
@@ -50,7 +48,8 @@ def config_differences(old: dict, new: dict) -> list[str]:
   old, new = {**defaults, **_flatten(old)}, {**defaults, **_flatten(new)}
   return [f'{name}: {old.get(name, "<absent>")!r} -> {new.get(name, "<absent>")!r}'
           for name in sorted(set(old) | set(new))
-          if name not in RUN_ONLY_FIELDS and old.get(name) != new.get(name)]
+          if not name.startswith(tuple(f'{field}.' for field in RUN_ONLY_FIELDS))
+          and name not in RUN_ONLY_FIELDS and old.get(name) != new.get(name)]
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

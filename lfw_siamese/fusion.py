@@ -1,9 +1,10 @@
 """Score fusion: the CNN's probability and classic LBP descriptors' cosines (lbp.py), combined.
 
 One LBP descriptor per cell grid (config.lbp_fusion.grids: fine cells see local texture, coarse
-ones tolerate misalignment). A logistic regression over the CNN's logit and each descriptor's
-cosine, fitted on the validation pairs, weighs each score by what it adds and gives calibrated
-same-person probabilities. Training adds the stage when
+ones tolerate misalignment), and a metric learned on them (lbp_metric.py, when
+config.lbp_fusion.metric.steps > 0). A logistic regression over the CNN's logit, each
+descriptor's cosine and the metric's, fitted on the validation pairs, weighs each score by what
+it adds and gives calibrated same-person probabilities. Training adds the stage when
 config.lbp_fusion.enabled; `python -m lfw_siamese.fusion --workdir DIR` adds it to a trained
 workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 """
@@ -18,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from lfw_siamese import lbp as lbp_lib
+from lfw_siamese import lbp_metric
 from lfw_siamese import lists
 from lfw_siamese import metrics
 from lfw_siamese.configs import base
@@ -75,9 +77,13 @@ def pair_features(cnn_probabilities: np.ndarray, lbp_cosines: np.ndarray) -> np.
 
 @dataclasses.dataclass(frozen=True)
 class LbpFusion:
-  """The LBP descriptors and the weights that fuse their cosines with the CNN's probability."""
+  """The LBP descriptors, their learned metric, and the weights that fuse their cosines with the
+  CNN's probability."""
   descriptors: tuple[lbp_lib.LbpEmbedder, ...]
-  weights: np.ndarray  # (K + 2,): on the CNN's logit, on each descriptor's cosine, bias.
+  # (K + 2,), or (K + 3,) with a metric: on the CNN's logit, on each descriptor's cosine, on the
+  # metric's, bias.
+  weights: np.ndarray
+  metric: lbp_metric.LbpMetric | None = None
 
   def __post_init__(self):
     if len({d.radii for d in self.descriptors}) != 1:
@@ -90,10 +96,13 @@ class LbpFusion:
     return np.concatenate([d.project(f) for d, f in zip(self.descriptors, features)], axis=1)
 
   def cosines(self, lbp_a: np.ndarray, lbp_b: np.ndarray) -> np.ndarray:
-    """(N, K) each descriptor's cosine between two sides' `embed` outputs."""
+    """(N, K) each descriptor's cosine between two sides' `embed` outputs, then the metric's."""
     ends = np.cumsum([d.projection.shape[1] for d in self.descriptors])
     products = np.asarray(lbp_a) * np.asarray(lbp_b)
-    return np.stack([part.sum(axis=1) for part in np.split(products, ends[:-1], axis=1)], axis=1)
+    columns = [part.sum(axis=1) for part in np.split(products, ends[:-1], axis=1)]
+    if self.metric is not None:
+      columns.append(self.metric.cosines(lbp_a, lbp_b))
+    return np.stack(columns, axis=1)
 
   def score(self, cnn_probabilities: np.ndarray, lbp_a: np.ndarray, lbp_b: np.ndarray):
     """Fused probabilities (N,) from the CNN's and two sides' LBP embeddings (`embed`)."""
@@ -104,6 +113,8 @@ class LbpFusion:
     arrays = {'fusion_weights': self.weights}
     for i, descriptor in enumerate(self.descriptors):
       arrays.update({f'd{i}_{name}': array for name, array in descriptor.arrays().items()})
+    if self.metric is not None:
+      arrays.update(self.metric.arrays())
     path = os.path.join(workdir, FILE)
     with open(path + '.tmp', 'wb') as f:
       np.savez(f, **arrays)
@@ -125,9 +136,12 @@ def load(workdir: str) -> LbpFusion | None:
             {name: arrays[f'd{i}_{name}'] for name in ('lbp_radii', 'lbp_grid', 'lbp_mean',
                                                        'lbp_projection')}) for i in range(count)]
       weights = np.asarray(arrays['fusion_weights'])
-    if not descriptors or weights.shape != (len(descriptors) + 2,):
-      raise ValueError(f'{len(descriptors)} descriptors and weights of shape {weights.shape}')
-    return LbpFusion(tuple(descriptors), weights)
+      metric = (lbp_metric.LbpMetric.from_arrays(arrays) if 'metric_mean' in arrays.files
+                else None)
+    if not descriptors or weights.shape != (len(descriptors) + 2 + (metric is not None),):
+      raise ValueError(f'{len(descriptors)} descriptors{" and a metric" if metric else ""} and '
+                       f'weights of shape {weights.shape}')
+    return LbpFusion(tuple(descriptors), weights, metric)
   except (OSError, ValueError, KeyError) as e:
     raise ValueError(f'{path}: not a fusion stage this version reads ({e}); rebuild it with '
                      f'python -m lfw_siamese.fusion --workdir {workdir}') from None
@@ -146,6 +160,28 @@ def check_settings(settings, image_size: int) -> None:
                      f'got {grids!r}')
   if not is_int(dims) or dims < 2:
     raise ValueError(f'lbp_fusion.dims: expected an integer of 2 or more, got {dims!r}')
+  metric = metric_settings(settings)
+  for field, low in (('steps', 0), ('width', 1), ('dims', 2), ('people_per_batch', 2)):
+    if not is_int(metric[field]) or metric[field] < low:
+      raise ValueError(f'lbp_fusion.metric.{field}: expected an integer of {low} or more, got '
+                       f'{metric[field]!r}')
+  for field, low, high in (('dropout', 0.0, 1.0), ('learning_rate', 0.0, None),
+                           ('temperature', 0.0, None)):
+    value = metric[field]
+    if (not isinstance(value, (int, float)) or isinstance(value, bool)
+        or not (value >= low if field == 'dropout' else value > low)
+        or (high is not None and value >= high)):
+      bounds = f'in [{low}, {high})' if high is not None else f'above {low}'
+      raise ValueError(f'lbp_fusion.metric.{field}: expected a number {bounds}, got {value!r}')
+
+
+def metric_settings(settings) -> ml_collections.ConfigDict:
+  """settings.metric; with none (a config from before it existed), base.py's, switched off."""
+  if 'metric' in settings:
+    return settings.metric
+  metric = base.get_config().lbp_fusion.metric
+  metric.steps = 0
+  return metric
 
 
 def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
@@ -164,9 +200,16 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
     keys, the LBP descriptors' (fused without the CNN) under lbp_only_ keys, and the fusion
     weights; and the fused test probabilities.
   """
-  descriptors = lbp_lib.fit(data.train.images, data.train.person_ids, radii=tuple(settings.radii),
-                            grids=tuple(settings.grids), dims=int(settings.dims))
-  unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2))
+  radii, grids = tuple(settings.radii), tuple(settings.grids)
+  train_features = lbp_lib.mirrored_histograms(data.train.images, radii=radii, grids=grids)
+  descriptors = lbp_lib.fit_features(train_features, data.train.person_ids, radii=radii,
+                                     grids=grids, dims=int(settings.dims))
+  metric = None
+  if metric_settings(settings).steps:
+    train_embeddings = np.concatenate(
+        [d.project(f) for d, f in zip(descriptors, train_features)], axis=1)
+    metric = lbp_metric.fit(train_embeddings, data.train.person_ids, metric_settings(settings))
+  unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2 + (metric is not None)), metric)
   validation_cosines, test_cosines = (
       unfitted.cosines(unfitted.embed(pairs.images[:, 0]), unfitted.embed(pairs.images[:, 1]))
       for pairs in (data.validation, data.test))
@@ -188,6 +231,8 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
                 fusion_bias=float(stage.weights[-1]),
                 **{f'fusion_weight_lbp_grid{grid}': float(weight)
                    for grid, weight in zip(settings.grids, stage.weights[1:-1])})
+  if metric is not None:
+    report['fusion_weight_lbp_metric'] = float(stage.weights[-2])
   if figure:
     from lfw_siamese import plots  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
     plots.fusion_scatter(test_features[:, 0], test_cosines @ stage.weights[1:-1],
@@ -251,13 +296,18 @@ def _parser() -> argparse.ArgumentParser:
                       help='cells per side, comma-separated: one descriptor for each')
   parser.add_argument('--dims', type=int, default=defaults.dims,
                       help='PCA dimensions before whitening')
+  parser.add_argument('--metric-steps', type=int, default=defaults.metric.steps,
+                      help='training steps of the metric learned on the descriptors (0: none; '
+                      'its other settings are base.py\'s lbp_fusion.metric)')
   parser.add_argument('--lfw-dir', default=None, help='overrides the LFW location in the config')
   return parser
 
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  settings = ml_collections.ConfigDict({'enabled': True, 'dims': args.dims})
+  settings = ml_collections.ConfigDict({'enabled': True, 'dims': args.dims,
+                                        'metric': base.get_config().lbp_fusion.metric})
+  settings.metric.steps = args.metric_steps
   for flag in ('radii', 'grids'):
     text = getattr(args, flag)
     try:

@@ -135,14 +135,20 @@ class LbpEmbedder:
 def fit(images: np.ndarray, person_ids: np.ndarray, *, radii, grids, dims: int,
         ridge: float = 1e-6) -> tuple[LbpEmbedder, ...]:
   """Learns each grid's PCA and within-class whitening from training people's images."""
+  return fit_features(mirrored_histograms(images, radii=radii, grids=grids), person_ids,
+                      radii=radii, grids=grids, dims=dims, ridge=ridge)
+
+
+def fit_features(features: list[np.ndarray], person_ids: np.ndarray, *, radii, grids, dims: int,
+                 ridge: float = 1e-6) -> tuple[LbpEmbedder, ...]:
+  """`fit` from the images' `mirrored_histograms` (one array per grid)."""
   _, counts = np.unique(np.asarray(person_ids), return_counts=True)
   if (counts >= 2).sum() < 2:
     raise ValueError(f'LBP whitening needs two or more people with two or more images each; '
                      f'got {(counts >= 2).sum()}')
   return tuple(LbpEmbedder(tuple(int(r) for r in radii), int(grid),
-                           *whitening(features, person_ids, dims, ridge))
-               for grid, features in zip(grids, mirrored_histograms(images, radii=radii,
-                                                                    grids=grids)))
+                           *whitening(grid_features, person_ids, dims, ridge))
+               for grid, grid_features in zip(grids, features))
 
 
 def whitening(features: np.ndarray, person_ids: np.ndarray, dims: int,

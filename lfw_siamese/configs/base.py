@@ -69,6 +69,16 @@ def get_config() -> ml_collections.ConfigDict:
   # (RESULTS.md, "The default recipe": why a 6x6 grid beside the 10x10 one).
   config.lbp_fusion.grids = (10, 6)
   config.lbp_fusion.dims = 800  # PCA dimensions before within-class whitening.
+  # A metric learned on the descriptors (lbp_metric.py): an MLP trained by supervised contrastive
+  # loss on the training people; its cosine is one more fused score. steps = 0 leaves it out.
+  config.lbp_fusion.metric = ml_collections.ConfigDict()
+  config.lbp_fusion.metric.steps = 3000
+  config.lbp_fusion.metric.width = 1024
+  config.lbp_fusion.metric.dims = 256
+  config.lbp_fusion.metric.dropout = 0.7
+  config.lbp_fusion.metric.learning_rate = 1e-3  # Adam(W), cosine decay to 0 over the steps.
+  config.lbp_fusion.metric.temperature = 0.1
+  config.lbp_fusion.metric.people_per_batch = 64  # Two images each.
   # glibc reuses freed host memory (host_memory.py): the reference step on CPU in 0.8x the time,
   # at the cost of peak memory. Off where that does not fit (koch2015, seed_dense4096).
   config.keep_freed_memory = True
