@@ -75,15 +75,16 @@ class LbpMetric:
 
 def person_batches(person_ids: np.ndarray, people_per_batch: int, *,
                    seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Endless (rows, person ids) batches: people_per_batch people with two images each, every
-  person with two or more images once per epoch, in a seeded order."""
+  """Endless (rows, person ids) batches: people_per_batch people (at most all of them) with two
+  images each, every person with two or more images once per epoch, in a seeded order."""
   person_ids = np.asarray(person_ids)
   order = np.argsort(person_ids, kind='stable')
   people, starts, counts = np.unique(person_ids[order], return_index=True, return_counts=True)
   repeated = np.flatnonzero(counts >= 2)
-  if len(repeated) < people_per_batch:
-    raise ValueError(f'the LBP metric needs {people_per_batch} people with two or more images '
-                     f'a batch; the training set has {len(repeated)}')
+  if len(repeated) < 2:
+    raise ValueError(f'the LBP metric needs two or more people with two or more images each; '
+                     f'the training set has {len(repeated)}')
+  people_per_batch = min(people_per_batch, len(repeated))
   for epoch in itertools.count():
     rng = np.random.default_rng([seed, epoch])
     shuffled = rng.permutation(repeated)
@@ -103,7 +104,8 @@ def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
   """
   features = np.asarray(lbp_embeddings, np.float32)
   mean = features.mean(axis=0)
-  scale = np.maximum(features.std(axis=0), 1e-6)
+  spread = features.std(axis=0)
+  scale = np.where(spread > 1e-6, spread, 1.0)  # Constant features stay unscaled.
   inputs = jnp.asarray((features - mean) / scale)
   model = MetricMlp(int(settings.width), int(settings.dims), float(settings.dropout))
   key = jax.random.key(seed)
@@ -117,7 +119,9 @@ def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
     def loss(params):
       embeddings = model.apply({'params': params}, inputs[rows], True,
                                rngs={'dropout': step_key})
-      return losses.supervised_contrastive(embeddings, ids, float(settings.temperature))
+      # A row of zeros (every hidden unit dropped or inactive: only narrow MLPs risk it) has no
+      # direction, and the norm's gradient there is NaN; the tiny offset gives it one.
+      return losses.supervised_contrastive(embeddings + 1e-6, ids, float(settings.temperature))
     grads = jax.grad(loss)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state

@@ -1,5 +1,6 @@
 """The LBP descriptor, the score fusion, and the fusion stage in training, inference and its CLI."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -107,7 +108,8 @@ def test_fusion_fit_refuses_one_class_and_bad_shapes():
 
 
 SMALL_LBP = {'lbp_fusion.enabled': True, 'lbp_fusion.radii': (1, 2), 'lbp_fusion.grids': (4, 2),
-             'lbp_fusion.dims': 32}
+             'lbp_fusion.dims': 32, 'lbp_fusion.metric.steps': 40, 'lbp_fusion.metric.width': 32,
+             'lbp_fusion.metric.dims': 8}
 
 
 @pytest.fixture(scope='module')
@@ -126,7 +128,7 @@ def test_training_adds_the_stage_and_reports_both_scores(fused_run):
     assert 0 <= summary[name] <= 1 and 0 <= summary[f'cnn_only_{name}'] <= 1
   assert 0 <= summary['lbp_only_threshold'] <= 1 and summary['lbp_only_test_auc'] > 0.5
   assert all(summary[f'fusion_weight_{name}'] != 0
-             for name in ('cnn_logit', 'lbp_grid4', 'lbp_grid2'))
+             for name in ('cnn_logit', 'lbp_grid4', 'lbp_grid2', 'lbp_metric'))
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['test_acc'] == summary['test_acc']
   assert os.path.getsize(os.path.join(workdir, 'figures', 'fusion.png')) > 0
@@ -154,16 +156,29 @@ def test_loaded_verifier_scores_as_training_did(fused_run):
 def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_path):
   workdir, _, data, _ = fused_run
   stage = fusion.load(workdir)
-  assert [d.grid for d in stage.descriptors] == [4, 2] and stage.weights.shape == (4,)
+  assert [d.grid for d in stage.descriptors] == [4, 2] and stage.weights.shape == (5,)
   images = data.test.images[:5]
   a, b = stage.embed(images[:, 0]), stage.embed(images[:, 1])
   expected = np.stack([np.sum(d.embed(images[:, 0]) * d.embed(images[:, 1]), axis=1)
-                       for d in stage.descriptors], axis=1)  # Each descriptor on its own.
+                       for d in stage.descriptors]  # Each descriptor on its own,
+                      + [stage.metric.cosines(a, b)], axis=1)  # then the learned metric.
   np.testing.assert_allclose(stage.cosines(a, b), expected, rtol=1e-5, atol=1e-6)
+  metric_a = stage.metric.embed(a)
+  np.testing.assert_allclose(np.linalg.norm(metric_a, axis=1), 1, rtol=1e-5)
   stage.save(str(tmp_path))
   again = fusion.load(str(tmp_path))
   np.testing.assert_array_equal(again.weights, stage.weights)
   np.testing.assert_array_equal(again.embed(images[:, 0]), a)
+  np.testing.assert_array_equal(again.metric.embed(a), metric_a)
+  # A stage without the metric (session 7's) saves and loads as such.
+  plain = dataclasses.replace(stage, weights=stage.weights[[0, 1, 2, 4]], metric=None)
+  plain.save(str(tmp_path))
+  again = fusion.load(str(tmp_path))
+  assert again.metric is None and again.cosines(a, b).shape == (5, 2)
+  np.savez(os.path.join(tmp_path, fusion.FILE), fusion_weights=stage.weights,
+           **{f'd{i}_{k}': v for i, d in enumerate(stage.descriptors) for k, v in d.arrays().items()})
+  with pytest.raises(ValueError, match=r'2 descriptors and weights of shape \(5,\)'):
+    fusion.load(str(tmp_path))  # Weights for a metric the file lacks.
 
 
 def test_stage_in_the_single_descriptor_layout_still_loads(fused_run, tmp_path):
@@ -193,6 +208,14 @@ def test_fusion_needs_the_unrestricted_paradigm():
     config_check.validate(config)
   with pytest.raises(ValueError, match='lbp_fusion.dims: expected an integer of 2 or more'):
     fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grids': (4,), 'dims': 1}), 32)
+  for field, value, message in (('steps', -1, 'an integer of 0 or more'),
+                                ('people_per_batch', 1, 'an integer of 2 or more'),
+                                ('dropout', 1.0, r'a number in \[0.0, 1.0\)'),
+                                ('temperature', 0, 'a number above 0.0')):
+    settings = base.get_config().lbp_fusion
+    settings.metric[field] = value
+    with pytest.raises(ValueError, match=rf'lbp_fusion.metric.{field}: expected {message}'):
+      fusion.check_settings(settings, 32)
   for grids in ((4, 4), (), 4, (17,)):
     settings = ml_collections.ConfigDict({'radii': (1,), 'grids': grids, 'dims': 8})
     with pytest.raises(ValueError, match='lbp_fusion.grids: expected distinct integers from 1 to'):
@@ -214,9 +237,9 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     before = json.load(f)
   # Fitted twice, the second time with fewer grids: nothing of the first stage stays.
-  for grids in ('4,2', '4'):
+  for grids, metric_steps in (('4,2', '30'), ('4', '0')):
     assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', grids,
-                        '--dims', '16']) == 0
+                        '--dims', '16', '--metric-steps', metric_steps]) == 0
   assert 'CNN alone' in capsys.readouterr().out
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     after = json.load(f)
