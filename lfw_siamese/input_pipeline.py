@@ -105,15 +105,7 @@ def load_pairs(data_config: ml_collections.ConfigDict, split: str) -> PairSet:
   settings = images_lib.preprocessing(data_config)
   memory_key = _memory_key(data_config, settings, 'pairs', split)
   if (pairs := _recall(memory_key)) is None:
-    if data_config.get('bundle'):
-      arrays = bundle.read_pairs(data_config.bundle, split, **_bundle_checks(data_config, settings))
-    else:
-      builder = _tfds_lfw().builder('pairs', data_config)
-      path = _cache_path(data_config, builder, settings, f'pairs-{split}.npz')
-      arrays = _read_cache(path)
-      if arrays is None:
-        arrays = _decode_pairs(builder, split, settings)
-        _write_cache(path, arrays)
+    arrays = _load_arrays(data_config, settings, 'pairs', split)
     pairs = _remember(memory_key, PairSet(arrays['unique_images'][arrays['index']],
                                           arrays['labels'], arrays['names'], arrays['numbers']))
   return pairs
@@ -125,16 +117,7 @@ def load_identities(data_config: ml_collections.ConfigDict, split: str) -> Ident
   settings = images_lib.preprocessing(data_config)
   memory_key = _memory_key(data_config, settings, 'people', split)
   if (identities := _recall(memory_key)) is None:
-    if data_config.get('bundle'):
-      arrays = bundle.read_people(data_config.bundle, split,
-                                  **_bundle_checks(data_config, settings))
-    else:
-      builder = _tfds_lfw().builder('people', data_config)
-      path = _cache_path(data_config, builder, settings, f'people-{split}.npz')
-      arrays = _read_cache(path)
-      if arrays is None:
-        arrays = _decode_people(builder, split, settings)
-        _write_cache(path, arrays)
+    arrays = _load_arrays(data_config, settings, 'people', split)
     identities = _remember(memory_key, identity_set(arrays['images'], arrays['names'],
                                                     arrays['numbers']))
   return identities
@@ -338,6 +321,21 @@ def cache_dir(data_config: ml_collections.ConfigDict) -> pathlib.Path:
   if data_config.cache_dir:
     return pathlib.Path(data_config.cache_dir).expanduser()
   return sources.tfds_data_dir(data_config.tfds_dir) / 'lfw_siamese_cache'
+
+
+def _load_arrays(data_config, settings: images_lib.Preprocessing, kind: str, split: str) -> dict:
+  """A split's arrays ('pairs' or 'people'): from the bundle, else the disk cache, else decoded
+  from TFDS (and cached)."""
+  if data_config.get('bundle'):
+    read = bundle.read_pairs if kind == 'pairs' else bundle.read_people
+    return read(data_config.bundle, split, **_bundle_checks(data_config, settings))
+  builder = _tfds_lfw().builder(kind, data_config)
+  path = _cache_path(data_config, builder, settings, f'{kind}-{split}.npz')
+  arrays = _read_cache(path)
+  if arrays is None:
+    arrays = (_decode_pairs if kind == 'pairs' else _decode_people)(builder, split, settings)
+    _write_cache(path, arrays)
+  return arrays
 
 
 def _decode_people(builder, split: str, settings: images_lib.Preprocessing) -> dict:

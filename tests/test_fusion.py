@@ -176,7 +176,8 @@ def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_p
   again = fusion.load(str(tmp_path))
   assert again.metric is None and again.cosines(a, b).shape == (5, 2)
   np.savez(os.path.join(tmp_path, fusion.FILE), fusion_weights=stage.weights,
-           **{f'd{i}_{k}': v for i, d in enumerate(stage.descriptors) for k, v in d.arrays().items()})
+           **{f'd{i}_{name}': array for i, descriptor in enumerate(stage.descriptors)
+              for name, array in descriptor.arrays().items()})
   with pytest.raises(ValueError, match=r'2 descriptors and weights of shape \(5,\)'):
     fusion.load(str(tmp_path))  # Weights for a metric the file lacks.
 

@@ -1,4 +1,5 @@
-"""default.py trained twice as long (600 epochs, about 25 minutes on 2 cores): View 1 test 0.884."""
+"""default.py trained twice as long (600 epochs, about 25 minutes on 2 cores): View 1 test 0.881,
+AUC 0.960."""
 
 from lfw_siamese.configs import default
 
