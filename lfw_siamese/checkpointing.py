@@ -48,8 +48,12 @@ def config_differences(old: dict, new: dict) -> list[str]:
   old, new = {**defaults, **_flatten(old)}, {**defaults, **_flatten(new)}
   return [f'{name}: {old.get(name, "<absent>")!r} -> {new.get(name, "<absent>")!r}'
           for name in sorted(set(old) | set(new))
-          if not name.startswith(tuple(f'{field}.' for field in RUN_ONLY_FIELDS))
-          and name not in RUN_ONLY_FIELDS and old.get(name) != new.get(name)]
+          if not is_run_only(name) and old.get(name) != new.get(name)]
+
+
+def is_run_only(name: str) -> bool:
+  """Whether a dotted config field name is, or is inside, one of RUN_ONLY_FIELDS."""
+  return any(name == field or name.startswith(f'{field}.') for field in RUN_ONLY_FIELDS)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

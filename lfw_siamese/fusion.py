@@ -165,14 +165,12 @@ def check_settings(settings, image_size: int) -> None:
     if not is_int(metric[field]) or metric[field] < low:
       raise ValueError(f'lbp_fusion.metric.{field}: expected an integer of {low} or more, got '
                        f'{metric[field]!r}')
-  for field, low, high in (('dropout', 0.0, 1.0), ('learning_rate', 0.0, None),
-                           ('temperature', 0.0, None)):
+  for field, valid, expected in (('dropout', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+                                 ('learning_rate', lambda v: v > 0, 'a positive number'),
+                                 ('temperature', lambda v: v > 0, 'a positive number')):
     value = metric[field]
-    if (not isinstance(value, (int, float)) or isinstance(value, bool)
-        or not (value >= low if field == 'dropout' else value > low)
-        or (high is not None and value >= high)):
-      bounds = f'in [{low}, {high})' if high is not None else f'above {low}'
-      raise ValueError(f'lbp_fusion.metric.{field}: expected a number {bounds}, got {value!r}')
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+      raise ValueError(f'lbp_fusion.metric.{field}: expected {expected}, got {value!r}')
 
 
 def metric_settings(settings) -> ml_collections.ConfigDict:

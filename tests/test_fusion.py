@@ -211,8 +211,8 @@ def test_fusion_needs_the_unrestricted_paradigm():
     fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grids': (4,), 'dims': 1}), 32)
   for field, value, message in (('steps', -1, 'an integer of 0 or more'),
                                 ('people_per_batch', 1, 'an integer of 2 or more'),
-                                ('dropout', 1.0, r'a number in \[0.0, 1.0\)'),
-                                ('temperature', 0, 'a number above 0.0')):
+                                ('dropout', 1.0, r'a number in \[0, 1\)'),
+                                ('temperature', 0, 'a positive number')):
     settings = base.get_config().lbp_fusion
     settings.metric[field] = value
     with pytest.raises(ValueError, match=rf'lbp_fusion.metric.{field}: expected {message}'):
