@@ -68,8 +68,6 @@ def _read(path: str, modified: float) -> dict:
   try:
     with np.load(path, allow_pickle=False) as arrays:
       contents = {name: arrays[name] for name in arrays.files}
-  except FileNotFoundError:
-    raise LfwDataError(f'data.bundle: {path} does not exist') from None
   except (OSError, ValueError, EOFError) as error:
     raise LfwDataError(f'data.bundle: {path} is not a readable .npz bundle ({error})') from None
   if contents.get('format', np.asarray(-1)).item() != FORMAT:

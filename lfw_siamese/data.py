@@ -107,10 +107,11 @@ def export(data_config, output: str, protocols, *, with_people: bool = True) -> 
   pairs = {split: input_pipeline.load_pairs(data_config, split) for split in splits}
   people = {split: input_pipeline.load_identities(data_config, split)
             for split in (splits if with_people else ())}
-  written = bundle.write(output, preprocessing=images.preprocessing(data_config).key(),
-                         variant=data_config.variant, pairs=pairs, people=people)
-  return {'output': output, 'splits': splits, 'preprocessing':
-          images.preprocessing(data_config).key(), 'variant': data_config.variant,
+  preprocessing = images.preprocessing(data_config).key()
+  written = bundle.write(output, preprocessing=preprocessing, variant=data_config.variant,
+                         pairs=pairs, people=people)
+  return {'output': output, 'splits': splits, 'preprocessing': preprocessing,
+          'variant': data_config.variant,
           'pairs': sum(map(len, pairs.values())), 'people_images': sum(map(len, people.values())),
           'images': written['images'], 'mib': round(written['bytes'] / 2**20, 1),
           'seconds': round(time.perf_counter() - started, 1)}
@@ -153,8 +154,7 @@ def main(argv=None) -> int:
     data_config = _config_data(args.config if args.command == 'export' else '')
     data_config.lfw_dir, data_config.tfds_dir, data_config.bundle = (
         args.lfw_dir, args.tfds_dir, '')
-    data_config.variant = args.variant or (
-        data_config.variant if args.command == 'export' else 'deepfunneled')
+    data_config.variant = args.variant or data_config.variant
     if args.command == 'export':
       protocols = ('view1', 'view2') if args.protocol == 'both' else (args.protocol,)
       result = export(data_config, args.output, protocols, with_people=not args.pairs_only)
