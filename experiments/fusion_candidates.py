@@ -126,17 +126,16 @@ def main():
       config.data.crop, config.data.image_size = crop, size
     return lambda: input_pipeline.training_data(config)
 
-  same = lambda: data
   wide = resized(args.wide_crop, args.wide_size)
   network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]
   lbp_grid = lambda grid, radii=(1, 2, 3): mirrored(
       lambda images: lbp.histograms(images, radii=radii, grids=(grid,))[0])
   scores = {'lbp10': cosines(lbp_grid(10), data)}
   candidates = {  # name -> a function of nothing giving (validation, test) scores.
-      'lbp6': lambda: cosines(lbp_grid(6), same()),
-      'lbp14': lambda: cosines(lbp_grid(14, (1, 2)), same()),
-      'hog8': lambda: cosines(mirrored(lambda images: hog(images, 8)), same()),
-      'hog6': lambda: cosines(mirrored(lambda images: hog(images, 6)), same()),
+      'lbp6': lambda: cosines(lbp_grid(6), data),
+      'lbp14': lambda: cosines(lbp_grid(14, (1, 2)), data),
+      'hog8': lambda: cosines(mirrored(lambda images: hog(images, 8)), data),
+      'hog6': lambda: cosines(mirrored(lambda images: hog(images, 6)), data),
       f'lbp10_crop{args.wide_crop}': lambda: cosines(lbp_grid(10), wide()),
       f'hog8_crop{args.wide_crop}': lambda: cosines(mirrored(lambda images: hog(images, 8)),
                                                     wide()),
