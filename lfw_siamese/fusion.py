@@ -75,6 +75,11 @@ def pair_features(cnn_probabilities: np.ndarray, lbp_cosines: np.ndarray) -> np.
   return np.column_stack([logit(cnn_probabilities), np.asarray(lbp_cosines, np.float64)])
 
 
+def project(descriptors, features: list[np.ndarray]) -> np.ndarray:
+  """Each descriptor's unit vectors of its grid's `mirrored_histograms`, side by side."""
+  return np.concatenate([d.project(f) for d, f in zip(descriptors, features)], axis=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class LbpFusion:
   """The LBP descriptors, their learned metric, and the weights that fuse their cosines with the
@@ -91,9 +96,8 @@ class LbpFusion:
 
   def embed(self, images: np.ndarray) -> np.ndarray:
     """float32 (N, total dims): each descriptor's unit vectors, side by side."""
-    features = lbp_lib.mirrored_histograms(images, radii=self.descriptors[0].radii,
-                                           grids=[d.grid for d in self.descriptors])
-    return np.concatenate([d.project(f) for d, f in zip(self.descriptors, features)], axis=1)
+    return project(self.descriptors, lbp_lib.mirrored_histograms(
+        images, radii=self.descriptors[0].radii, grids=[d.grid for d in self.descriptors]))
 
   def cosines(self, lbp_a: np.ndarray, lbp_b: np.ndarray) -> np.ndarray:
     """(N, K) each descriptor's cosine between two sides' `embed` outputs, then the metric's."""
@@ -203,10 +207,9 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
   descriptors = lbp_lib.fit_features(train_features, data.train.person_ids, radii=radii,
                                      grids=grids, dims=int(settings.dims))
   metric = None
-  if metric_settings(settings).steps:
-    train_embeddings = np.concatenate(
-        [d.project(f) for d, f in zip(descriptors, train_features)], axis=1)
-    metric = lbp_metric.fit(train_embeddings, data.train.person_ids, metric_settings(settings))
+  if (metric_config := metric_settings(settings)).steps:
+    metric = lbp_metric.fit(project(descriptors, train_features), data.train.person_ids,
+                            metric_config)
   unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2 + (metric is not None)), metric)
   validation_cosines, test_cosines = (
       unfitted.cosines(unfitted.embed(pairs.images[:, 0]), unfitted.embed(pairs.images[:, 1]))
@@ -303,9 +306,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  settings = ml_collections.ConfigDict({'enabled': True, 'dims': args.dims,
-                                        'metric': base.get_config().lbp_fusion.metric})
-  settings.metric.steps = args.metric_steps
+  settings = base.get_config().lbp_fusion
+  settings.enabled, settings.dims, settings.metric.steps = True, args.dims, args.metric_steps
   for flag in ('radii', 'grids'):
     text = getattr(args, flag)
     try:

@@ -234,7 +234,7 @@ def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
   if num_pairs == 0:
     return _no_pairs(identities)
   rng = np.random.default_rng([seed, epoch, _PAIR_STREAM])
-  starts, counts, by_person = _people_index(identities)
+  starts, counts, by_person = people_index(identities.person_ids)
   num_same = num_pairs // 2
   num_different = num_pairs - num_same
   repeated = np.flatnonzero(counts >= 2)
@@ -276,7 +276,7 @@ def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epo
     raise ValueError(f'identity_batches: images_per_person must be >= 2 and divide batch_size '
                      f'{batch_size} less singles_per_batch {singles_per_batch}, got {k}')
   rng = np.random.default_rng([seed, epoch, _IDENTITY_STREAM])
-  starts, counts, by_person = _people_index(identities)
+  starts, counts, by_person = people_index(identities.person_ids)
   people = rng.permutation(np.flatnonzero(counts >= 2))
   if singles_per_batch:
     singles = by_person[starts[rng.permutation(np.flatnonzero(counts == 1))]]
@@ -381,10 +381,11 @@ def _no_pairs(identities: IdentitySet) -> PairSet:
                  np.zeros((0, 2), str), np.zeros((0, 2), np.int32))
 
 
-def _people_index(identities: IdentitySet):
-  """(starts, counts, by_person): image k of person p is by_person[starts[p] + k]."""
-  by_person = np.argsort(identities.person_ids, kind='stable')
-  counts = np.bincount(identities.person_ids, minlength=identities.num_people)
+def people_index(person_ids: np.ndarray):
+  """(starts, counts, by_person) of non-negative integer person ids: image k of person p is
+  by_person[starts[p] + k]."""
+  by_person = np.argsort(person_ids, kind='stable')
+  counts = np.bincount(person_ids)
   starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
   return starts, counts, by_person
 

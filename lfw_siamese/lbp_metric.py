@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lfw_siamese import input_pipeline
 from lfw_siamese import losses
 
 
@@ -77,9 +78,7 @@ def person_batches(person_ids: np.ndarray, people_per_batch: int, *,
                    seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Endless (rows, person ids) batches: people_per_batch people (at most all of them) with two
   images each, every person with two or more images once per epoch, in a seeded order."""
-  person_ids = np.asarray(person_ids)
-  order = np.argsort(person_ids, kind='stable')
-  people, starts, counts = np.unique(person_ids[order], return_index=True, return_counts=True)
+  starts, counts, order = input_pipeline.people_index(np.asarray(person_ids))
   repeated = np.flatnonzero(counts >= 2)
   if len(repeated) < 2:
     raise ValueError(f'the LBP metric needs two or more people with two or more images each; '
@@ -92,7 +91,7 @@ def person_batches(person_ids: np.ndarray, people_per_batch: int, *,
       chosen = shuffled[start:start + people_per_batch]
       rows = np.stack([order[starts[p] + rng.choice(counts[p], size=2, replace=False)]
                        for p in chosen]).reshape(-1)
-      yield rows, np.repeat(people[chosen], 2)
+      yield rows, np.repeat(chosen, 2)
 
 
 def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
