@@ -96,19 +96,21 @@ def person_batches(person_ids: np.ndarray, people_per_batch: int, *,
 
 def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
         seed: int = 0) -> LbpMetric:
-  """Trains the metric on the training people's LBP embeddings (N, D).
+  """Trains the metric on the training people's LBP embeddings (N, D), or (V, N, D): V versions
+  of each image (shifted copies, say), one drawn at random for each image of each batch.
 
   settings: config.lbp_fusion.metric (steps, width, dims, dropout, learning_rate, temperature,
   people_per_batch).
   """
   features = np.asarray(lbp_embeddings, np.float32)
-  mean = features.mean(axis=0)
-  spread = features.std(axis=0)
+  versions = features if features.ndim == 3 else features[None]
+  mean = versions[0].mean(axis=0)
+  spread = versions[0].std(axis=0)
   scale = np.where(spread > 1e-6, spread, 1.0)  # Constant features stay unscaled.
-  inputs = jnp.asarray((features - mean) / scale)
+  inputs = jnp.asarray((versions - mean) / scale)
   model = MetricMlp(int(settings.width), int(settings.dims), float(settings.dropout))
   key = jax.random.key(seed)
-  params = model.init(key, inputs[:1])['params']
+  params = model.init(key, inputs[0, :1])['params']
   optimizer = optax.adamw(optax.cosine_decay_schedule(float(settings.learning_rate),
                                                       int(settings.steps)), weight_decay=1e-4)
   opt_state = optimizer.init(params)
@@ -116,7 +118,9 @@ def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
   @jax.jit
   def step(params, opt_state, rows, ids, step_key):
     def loss(params):
-      embeddings = model.apply({'params': params}, inputs[rows], True,
+      version = jax.random.randint(jax.random.fold_in(step_key, 1), rows.shape, 0,
+                                   inputs.shape[0])
+      embeddings = model.apply({'params': params}, inputs[version, rows], True,
                                rngs={'dropout': step_key})
       # A row of zeros (every hidden unit dropped or inactive: only narrow MLPs risk it) has no
       # direction, and the norm's gradient there is NaN; the tiny offset gives it one.

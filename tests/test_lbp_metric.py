@@ -71,3 +71,19 @@ def test_learns_a_metric_that_holds_for_unseen_people():
   np.testing.assert_array_equal(rebuilt.embed(unseen[:5]), metric.embed(unseen[:5]))
   assert metric.embed(unseen[:0]).shape == (0, 16)
   np.testing.assert_allclose(metric.cosines(unseen[:3], unseen[:3]), 1, rtol=1e-5)
+
+
+def test_versions_of_an_image_train_it_and_the_first_sets_the_standardisation():
+  rng = np.random.default_rng(0)
+  features, ids = synthetic_people(rng, 20)
+  settings = ml_collections.ConfigDict({'steps': 20, 'width': 32, 'dims': 8, 'dropout': 0.1,
+                                        'learning_rate': 3e-3, 'temperature': 0.1,
+                                        'people_per_batch': 8})
+  plain = lbp_metric.fit(features, ids, settings)
+  copies = lbp_metric.fit(np.stack([features, features]), ids, settings)
+  np.testing.assert_array_equal(copies.embed(features[:5]), plain.embed(features[:5]))
+  noisy = np.stack([features, features + 5 * rng.normal(size=features.shape).astype(np.float32)])
+  augmented = lbp_metric.fit(noisy, ids, settings)
+  np.testing.assert_array_equal(augmented.mean, plain.mean)
+  np.testing.assert_array_equal(augmented.scale, plain.scale)
+  assert not np.allclose(augmented.embed(features[:5]), plain.embed(features[:5]))
