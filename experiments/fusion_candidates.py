@@ -87,6 +87,24 @@ def cross_validated_auc(features: np.ndarray, labels: np.ndarray, folds: int = 1
   return metrics.roc_auc(probabilities, labels)
 
 
+def fused_report(validation: np.ndarray, test: np.ndarray, labels) -> tuple[float, dict]:
+  """The fused score's cross-validated validation AUC, and the report of the fusion fitted on
+  every validation pair (test columns beside)."""
+  weights = fusion.fit(validation, labels[0])
+  report = metrics.verification_report(fusion.probabilities(weights, validation), labels[0],
+                                       fusion.probabilities(weights, test), labels[1])
+  return cross_validated_auc(validation, labels[0]), report
+
+
+def write_table(lines: list[str], output: str | None) -> None:
+  """Prints a markdown table, and writes it to output when given."""
+  table = '\n'.join(lines)
+  print(table)
+  if output:
+    with open(output, 'w') as f:
+      f.write(table + '\n')
+
+
 def network_cosines(verifier, data, dims: int = 64) -> tuple[np.ndarray, np.ndarray]:
   """Validation and test cosines of the network's flip-averaged embeddings, whitened like LBP."""
   embed = lambda images: verifier.encode(images) + verifier.encode(images, flip=True)
@@ -105,7 +123,7 @@ def other_network_logits(workdir: str, data) -> tuple[np.ndarray, np.ndarray]:
                for pairs in (other_data.validation, other_data.test))
 
 
-def main():
+def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True, help='a trained unrestricted workdir')
   parser.add_argument('--only', nargs='*', default=None, help='these candidates (default: all)')
@@ -114,7 +132,7 @@ def main():
   parser.add_argument('--wide-crop', type=int, default=200)
   parser.add_argument('--wide-size', type=int, default=80)
   parser.add_argument('--output', default=None, help='also write the table here (markdown)')
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
 
   verifier = inference.load(args.workdir, with_fusion=False)
   data = input_pipeline.training_data(verifier.config)
@@ -164,20 +182,13 @@ def main():
     columns = ('lbp10',) + extra
     validation, test = (np.column_stack([network[i]] + [scores[n][i] for n in columns])
                         for i in (0, 1))
-    weights = fusion.fit(validation, labels[0])
-    report = metrics.verification_report(fusion.probabilities(weights, validation), labels[0],
-                                         fusion.probabilities(weights, test), labels[1])
-    auc = cross_validated_auc(validation, labels[0])
+    auc, report = fused_report(validation, test, labels)
     lines.append(f"| network + {' + '.join(columns)} | {auc:.4f} | {report['val_acc']:.3f} | "
                  f"{report['test_acc']:.3f} | {report['test_auc']:.4f} |")
   for name in ['lbp10'] + names:
     lines.append(f'| {name} alone | {metrics.roc_auc(scores[name][0], labels[0]):.4f} (no fit) | '
                  f'| | {metrics.roc_auc(scores[name][1], labels[1]):.4f} |')
-  table = '\n'.join(lines)
-  print(table)
-  if args.output:
-    with open(args.output, 'w') as f:
-      f.write(table + '\n')
+  write_table(lines, args.output)
 
 
 if __name__ == '__main__':

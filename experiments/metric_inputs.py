@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from fusion_candidates import cross_validated_auc
+from fusion_candidates import fused_report
+from fusion_candidates import write_table
 from lfw_siamese import fusion
 from lfw_siamese import inference
 from lfw_siamese import input_pipeline
@@ -31,7 +32,7 @@ from lfw_siamese import lbp_metric
 from lfw_siamese import metrics
 from lfw_siamese.configs import base
 
-DIMS = 800
+DIMS = 800  # As config.lbp_fusion.dims.
 GRIDS = (10, 6, 8, 12, 4)  # At the model's resolution, radii 1, 2, 3.
 HIGH_GRIDS = (10, 6)  # At 128 pixels, radii 2, 4, 6.
 SHIFTS = ((0, 2), (0, -2), (2, 0), (-2, 0))
@@ -100,13 +101,18 @@ def histograms(data, data_128) -> tuple[dict, dict]:
   return features, versions
 
 
-def main():
+def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True, help='a trained unrestricted workdir')
   parser.add_argument('--only', nargs='*', default=None, choices=list(VARIANTS),
                       help='these variants (default: all)')
   parser.add_argument('--output', default=None, help='also write the table here (markdown)')
-  args = parser.parse_args()
+  parser.add_argument('--dims', type=int, default=DIMS, help='PCA dimensions before whitening')
+  parser.add_argument('--metric-steps', type=int, default=None,
+                      help="the metric's training steps (default: base.py's)")
+  parser.add_argument('--metric-width', type=int, default=None,
+                      help="the metric's hidden units (default: base.py's)")
+  args = parser.parse_args(argv)
 
   verifier = inference.load(args.workdir, with_fusion=False)
   data = input_pipeline.training_data(verifier.config)
@@ -118,13 +124,15 @@ def main():
   ids = data.train.person_ids
   descriptors = {name: lbp.LbpEmbedder((2, 4, 6) if name.endswith('128px') else (1, 2, 3),
                                        int(name[3:].split('_')[0]),
-                                       *lbp.whitening(splits['train'], ids, DIMS))
+                                       *lbp.whitening(splits['train'], ids, args.dims))
                  for name, splits in features.items()}
   unit = {name: {split: descriptors[name].project(h) for split, h in splits.items()}
           for name, splits in features.items()}
   network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]
   labels = data.validation.labels, data.test.labels
   settings = base.get_config().lbp_fusion.metric
+  settings.steps = args.metric_steps or settings.steps
+  settings.width = args.metric_width or settings.width
 
   lines = ['| variant | metric input | fused cosines | training rows | seeds | validation AUC '
            '(10-fold CV) | validation acc | test acc | test AUC | metric alone: test AUC | '
@@ -153,20 +161,14 @@ def main():
       columns.append(cosines)
       metric_auc = f'{metrics.roc_auc(cosines[1], labels[1]):.4f}'
     validation, test = (np.column_stack([column[i] for column in columns]) for i in (0, 1))
-    weights = fusion.fit(validation, labels[0])
-    report = metrics.verification_report(fusion.probabilities(weights, validation), labels[0],
-                                         fusion.probabilities(weights, test), labels[1])
+    auc, report = fused_report(validation, test, labels)
     lines.append(f"| {name} | {', '.join(variant.inputs) or '(none)'} | "
                  f"{', '.join(variant.fused)} | {variant.versions} | {variant.seeds} | "
-                 f"{cross_validated_auc(validation, labels[0]):.4f} | {report['val_acc']:.3f} | "
+                 f"{auc:.4f} | {report['val_acc']:.3f} | "
                  f"{report['test_acc']:.3f} | {report['test_auc']:.4f} | {metric_auc} | "
                  f"{time.time() - start:.0f} |")
     print(lines[-1], flush=True)
-  table = '\n'.join(lines)
-  print(table)
-  if args.output:
-    with open(args.output, 'w') as f:
-      f.write(table + '\n')
+  write_table(lines, args.output)
 
 
 if __name__ == '__main__':

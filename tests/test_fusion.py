@@ -327,3 +327,37 @@ def test_a_workdir_from_before_grids_resumes_without_a_conflict():
   old = json.loads(json.dumps(new))
   old['lbp_fusion'] = {'enabled': True, 'radii': [1, 2, 3], 'grid': 10, 'dims': 800}
   assert checkpointing.config_differences(old, new) == []
+
+
+@pytest.fixture
+def experiments_path(monkeypatch):
+  """experiments/ importable (it is not a package)."""
+  monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), '..', 'experiments'))
+
+
+def test_fusion_candidates_experiment_tables_each_candidate(unrestricted_workdir, tmp_path,
+                                                            experiments_path):
+  import fusion_candidates  # pylint: disable=g-import-not-at-top
+  output = tmp_path / 'table.md'
+  fusion_candidates.main(['--workdir', unrestricted_workdir, '--only', 'lbp6', 'hog8',
+                          '--output', str(output)])
+  names = [row.split(' | ')[0] for row in output.read_text().splitlines()[2:]]
+  assert names == ['| network + lbp10', '| network + lbp10 + lbp6', '| network + lbp10 + hog8',
+                   '| network + lbp10 + lbp6 + hog8', '| lbp10 alone', '| lbp6 alone',
+                   '| hog8 alone']
+
+
+def test_metric_inputs_experiment_tables_its_variants(unrestricted_workdir, tmp_path,
+                                                      experiments_path):
+  import metric_inputs  # pylint: disable=g-import-not-at-top
+  output = tmp_path / 'table.md'
+  metric_inputs.main(['--workdir', unrestricted_workdir, '--only', 'no_metric', 'seeds3',
+                      'shifted_plain_mirror_rows', 'res64_128_fused', '--dims', '16',
+                      '--metric-steps', '10', '--metric-width', '16', '--output', str(output)])
+  rows = output.read_text().splitlines()[2:]
+  assert [row.split(' | ')[0] for row in rows] == [
+      '| no_metric', '| seeds3', '| shifted_plain_mirror_rows', '| res64_128_fused']
+  for row in rows:
+    auc, validation_acc, test_acc, test_auc = (float(v) for v in row.split(' | ')[5:9])
+    assert 0 <= auc <= 1 and 0 <= validation_acc <= 1 and 0 <= test_acc <= 1 and 0 <= test_auc <= 1
+  assert rows[0].split(' | ')[9] == '' and 0 <= float(rows[1].split(' | ')[9]) <= 1
