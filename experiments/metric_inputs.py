@@ -63,7 +63,8 @@ VARIANTS = {
     'res64_128_fused': Variant(('lbp10', 'lbp6', 'lbp10_128px', 'lbp6_128px'),
                                fused=('lbp10', 'lbp6', 'lbp10_128px', 'lbp6_128px')),
 }
-SPLITS = ('train', 'va', 'vb', 'ta', 'tb')  # Training images; each side of the validation and test pairs.
+# Training images, then each side of the validation pairs and of the test pairs.
+SPLITS = ('train', 'va', 'vb', 'ta', 'tb')
 
 
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
