@@ -361,3 +361,15 @@ def test_metric_inputs_experiment_tables_its_variants(unrestricted_workdir, tmp_
     auc, validation_acc, test_acc, test_auc = (float(v) for v in row.split(' | ')[5:9])
     assert 0 <= auc <= 1 and 0 <= validation_acc <= 1 and 0 <= test_acc <= 1 and 0 <= test_auc <= 1
   assert rows[0].split(' | ')[9] == '' and 0 <= float(rows[1].split(' | ')[9]) <= 1
+
+
+def test_threshold_rules_experiment_scores_both_rules(unrestricted_workdir, capsys,
+                                                      experiments_path):
+  import threshold_rules  # pylint: disable=g-import-not-at-top
+  assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', '4',
+                      '--dims', '16', '--metric-steps', '0']) == 0
+  capsys.readouterr()
+  threshold_rules.main([unrestricted_workdir])
+  row = capsys.readouterr().out.splitlines()[-1].split(' | ')
+  assert row[0] == f'| {unrestricted_workdir}' and int(row[1]) > 0
+  assert all(0 <= float(value.strip(' |')) <= 1 for value in row[2:])
