@@ -36,6 +36,8 @@ DIMS = 800  # As config.lbp_fusion.dims.
 GRIDS = (10, 6, 8, 12, 4)  # At the model's resolution, radii 1, 2, 3.
 HIGH_GRIDS = (10, 6)  # At 128 pixels, radii 2, 4, 6.
 SHIFTS = ((0, 2), (0, -2), (2, 0), (-2, 0))
+# Each Variant.versions: the kinds of extra training rows it adds.
+EXTRA_ROWS = {'none': (), 'shift': ('shift',), 'views': ('views',), 'both': ('shift', 'views')}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                  for name, splits in features.items()}
   unit = {name: {split: descriptors[name].project(h) for split, h in splits.items()}
           for name, splits in features.items()}
+  unit_versions = {name: {kind: [descriptors[name].project(h) for h in rows]
+                          for kind, rows in kinds.items()} for name, kinds in versions.items()}
   network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]
   labels = data.validation.labels, data.test.labels
   settings = base.get_config().lbp_fusion.metric
@@ -149,11 +153,9 @@ def main(argv: list[str] | None = None) -> None:
       inputs = {split: np.concatenate([unit[d][split] for d in variant.inputs], axis=1)
                 for split in SPLITS}
       rows = [inputs['train']]
-      kinds = {'none': (), 'shift': ('shift',), 'views': ('views',), 'both': ('shift', 'views')}
-      for kind in kinds[variant.versions]:
-        for i in range(len(versions[variant.inputs[0]][kind])):
-          rows.append(np.concatenate([descriptors[d].project(versions[d][kind][i])
-                                      for d in variant.inputs], axis=1))
+      for kind in EXTRA_ROWS[variant.versions]:
+        rows += [np.concatenate(parts, axis=1) for parts in
+                 zip(*(unit_versions[d][kind] for d in variant.inputs))]
       cosines = [np.zeros(len(labels[0])), np.zeros(len(labels[1]))]
       for seed in range(variant.seeds):
         metric = lbp_metric.fit(np.stack(rows), ids, settings, seed=seed)

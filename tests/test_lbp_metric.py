@@ -53,12 +53,16 @@ def pair_auc(embed, features, ids, rng):
   return metrics.roc_auc(np.sum(unit(a) * unit(b), axis=1), labels)
 
 
+def small_settings(**sizes) -> ml_collections.ConfigDict:
+  """lbp_fusion.metric settings for seconds-long fits: the given sizes, fixed rates."""
+  return ml_collections.ConfigDict({'dropout': 0.1, 'learning_rate': 3e-3, 'temperature': 0.1,
+                                    **sizes})
+
+
 def test_learns_a_metric_that_holds_for_unseen_people():
   rng = np.random.default_rng(0)
   features, ids = synthetic_people(rng, 60)
-  settings = ml_collections.ConfigDict({'steps': 300, 'width': 64, 'dims': 16, 'dropout': 0.1,
-                                        'learning_rate': 3e-3, 'temperature': 0.1,
-                                        'people_per_batch': 16})
+  settings = small_settings(steps=300, width=64, dims=16, people_per_batch=16)
   metric = lbp_metric.fit(features, ids, settings, seed=0)
   unseen, unseen_ids = synthetic_people(rng, 30)  # New people.
   raw = pair_auc(lambda x: x, unseen, unseen_ids, np.random.default_rng(1))
@@ -76,9 +80,7 @@ def test_learns_a_metric_that_holds_for_unseen_people():
 def test_versions_of_an_image_train_it_and_the_first_sets_the_standardisation():
   rng = np.random.default_rng(0)
   features, ids = synthetic_people(rng, 20)
-  settings = ml_collections.ConfigDict({'steps': 20, 'width': 32, 'dims': 8, 'dropout': 0.1,
-                                        'learning_rate': 3e-3, 'temperature': 0.1,
-                                        'people_per_batch': 8})
+  settings = small_settings(steps=20, width=32, dims=8, people_per_batch=8)
   plain = lbp_metric.fit(features, ids, settings)
   copies = lbp_metric.fit(np.stack([features, features]), ids, settings)
   np.testing.assert_array_equal(copies.embed(features[:5]), plain.embed(features[:5]))
