@@ -76,10 +76,16 @@ class IdentitySet:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-  """What a training run uses: train (pairs, or identities when unrestricted), validation, test."""
+  """What a training run uses: train (pairs, or identities when unrestricted), validation, test,
+  and the calibration pairs that the decision threshold and the fusion are fitted on."""
   train: PairSet | IdentitySet
   validation: PairSet
   test: PairSet
+  calibration: PairSet | None = None  # None: the validation pairs.
+
+  def __post_init__(self):
+    if self.calibration is None:
+      object.__setattr__(self, 'calibration', self.validation)
 
 
 def identity_set(images: np.ndarray, names: np.ndarray, numbers: np.ndarray) -> IdentitySet:
@@ -130,7 +136,8 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
   folds, test = fold k. Restricted: a seeded data.validation_fraction of the training pairs is
   held out for validation. Unrestricted: train is an IdentitySet of the training people, minus a
   seeded data.validation_fraction of the people with two or more images; validation pairs are
-  drawn among those held-out people only.
+  drawn among those held-out people only, and so are data.calibration_pairs calibration pairs
+  (0: calibration uses the validation pairs).
   """
   data = config.data
   train_splits, test_split = protocol_splits(data)
@@ -145,13 +152,24 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
     train = concatenate_pairs([load_pairs(data, split) for split in train_splits])
     train, validation = split_validation(train, fraction, seed=config.seed)
     return TrainingData(train, validation, test)
-  identities = concatenate_identities([load_identities(data, split) for split in train_splits])
+  train, held_out = unrestricted_people(config)
   restricted_pairs = sum(_num_pairs(data, split) for split in train_splits)
-  train, held_out = hold_out_people(identities, fraction, seed=config.seed)
   num_validation = max(round(fraction * restricted_pairs), len(held_out)) if fraction else 0
   # Fixed across epochs; its people are disjoint from training, so the epoch number is arbitrary.
   validation = identity_pair_set(held_out, num_validation, seed=config.seed, epoch=0)
-  return TrainingData(train, validation, test)
+  num_calibration = int(data.get('calibration_pairs', 0))
+  calibration = (identity_pair_set(held_out, num_calibration, seed=config.seed, epoch=0)
+                 if num_calibration and len(held_out) else None)
+  return TrainingData(train, validation, test, calibration)
+
+
+def unrestricted_people(config: ml_collections.ConfigDict) -> tuple[IdentitySet, IdentitySet]:
+  """(train, held out): the training people of config's protocol, less those held out for
+  validation (data.validation_fraction of the people with two or more images, seeded)."""
+  train_splits, _ = protocol_splits(config.data)
+  identities = concatenate_identities([load_identities(config.data, split)
+                                       for split in train_splits])
+  return hold_out_people(identities, float(config.data.validation_fraction), seed=config.seed)
 
 
 def protocol_splits(data_config: ml_collections.ConfigDict) -> tuple[list[str], str]:
@@ -226,22 +244,32 @@ def pair_batches(pairs: PairSet, batch_size: int, *, seed: int, epoch: int, shuf
 
 def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
                       epoch: int) -> PairSet:
-  """num_pairs pairs drawn from identities: half same person (two different images), half not.
+  """num_pairs pairs drawn from identities by `identity_pair_rows`."""
+  if num_pairs == 0:
+    return _no_pairs(identities)
+  index, labels = identity_pair_rows(identities.person_ids, num_pairs, seed=seed, epoch=epoch)
+  images = gather_rows(identities.images, index.reshape(-1))
+  return PairSet(images.reshape(index.shape + images.shape[1:]), labels,
+                 identities.names[index], identities.numbers[index])
+
+
+def identity_pair_rows(person_ids: np.ndarray, num_pairs: int, *, seed: int,
+                       epoch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Rows (num_pairs, 2) into person_ids, half same person (two different images), half not, and
+  their int32 labels.
 
   Same pairs pick a person with two or more images uniformly, different pairs two distinct
   people uniformly (so prolific people do not dominate); images are then uniform per person.
   """
-  if num_pairs == 0:
-    return _no_pairs(identities)
   rng = np.random.default_rng([seed, epoch, _PAIR_STREAM])
-  starts, counts, by_person = people_index(identities.person_ids)
+  starts, counts, by_person = people_index(person_ids)
   num_same = num_pairs // 2
   num_different = num_pairs - num_same
   repeated = np.flatnonzero(counts >= 2)
   if num_same and not len(repeated):
-    raise ValueError('identity_pair_set: no person has two images, cannot draw same pairs')
+    raise ValueError('identity_pair_rows: no person has two images, cannot draw same pairs')
   if num_different and len(counts) < 2:
-    raise ValueError('identity_pair_set: fewer than two people, cannot draw different pairs')
+    raise ValueError('identity_pair_rows: fewer than two people, cannot draw different pairs')
   same_people = rng.choice(repeated, size=num_same) if num_same else np.zeros(0, np.int64)
   first = rng.integers(counts[same_people])
   second = (first + rng.integers(1, counts[same_people])) % counts[same_people]
@@ -253,10 +281,8 @@ def identity_pair_set(identities: IdentitySet, num_pairs: int, *, seed: int,
                 starts[people2] + rng.integers(counts[people2])], axis=1),
   ]).astype(np.int64).reshape(-1, 2)
   index = by_person[index[rng.permutation(num_pairs)]]
-  labels = (identities.person_ids[index[:, 0]] == identities.person_ids[index[:, 1]])
-  images = gather_rows(identities.images, index.reshape(-1))
-  return PairSet(images.reshape(index.shape + images.shape[1:]), labels.astype(np.int32),
-                 identities.names[index], identities.numbers[index])
+  labels = person_ids[index[:, 0]] == person_ids[index[:, 1]]
+  return index, labels.astype(np.int32)
 
 
 def identity_batches(identities: IdentitySet, batch_size: int, *, seed: int, epoch: int,

@@ -266,6 +266,23 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
     assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
 
 
+def test_cli_refits_on_more_calibration_pairs_and_evaluate_follows(unrestricted_workdir,
+                                                                     tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(unrestricted_workdir, workdir)
+  assert fusion.main(['--workdir', workdir, '--radii', '1,2', '--grids', '4', '--dims', '16',
+                      '--metric-steps', '0', '--calibration-pairs', '40']) == 0
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['config']['data']['calibration_pairs'] == 40
+  assert checkpointing.read_config(workdir).data.calibration_pairs == 40
+  result = evaluate.evaluate_view1(workdir)
+  assert result['val_pairs'] == 40
+  assert result['threshold'] == pytest.approx(summary['threshold'])
+  assert result['test_acc'] == pytest.approx(summary['test_acc'])
+  assert fusion.main(['--workdir', workdir, '--calibration-pairs', '-1']) == 1
+
+
 def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
   if not os.path.exists(os.path.join(unrestricted_workdir, fusion.FILE)):
     fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
@@ -373,3 +390,22 @@ def test_threshold_rules_experiment_scores_both_rules(unrestricted_workdir, caps
   row = capsys.readouterr().out.splitlines()[-1].split(' | ')
   assert row[0] == f'| {unrestricted_workdir}' and int(row[1]) > 0
   assert all(0 <= float(value.strip(' |')) <= 1 for value in row[2:])
+
+
+def test_validation_pairs_experiment_reproduces_the_fit_then_grows(unrestricted_workdir,
+                                                                    tmp_path, capsys,
+                                                                    experiments_path):
+  import validation_pairs  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(unrestricted_workdir, workdir)
+  assert fusion.main(['--workdir', workdir, '--radii', '1,2', '--grids', '4', '--dims', '16',
+                      '--metric-steps', '10']) == 0
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  capsys.readouterr()
+  validation_pairs.main([workdir, '--sizes', '0,30'])
+  rows = [line.split(' | ') for line in capsys.readouterr().out.splitlines()[2:]]
+  assert int(rows[0][1]) > 0 and int(rows[1][1]) == 30
+  assert float(rows[0][3]) == pytest.approx(summary['test_acc'])  # Size 0 is training's own fit.
+  assert float(rows[0][2]) == pytest.approx(summary['threshold'], abs=5e-4)
+  assert rows[2][0] == '| mean over the workdirs' and len(rows) == 4

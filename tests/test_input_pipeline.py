@@ -184,6 +184,22 @@ def test_unrestricted_holds_out_whole_people(fake_data_config):
   np.testing.assert_array_equal(again.validation.names, data.validation.names)
 
 
+def test_calibration_pairs_are_drawn_among_the_held_out_people(fake_data_config):
+  config = training_config(fake_data_config, paradigm='unrestricted', crop=150, image_size=16,
+                           validation_fraction=0.2)
+  plain = ip.training_data(config)
+  assert plain.calibration is plain.validation
+  config.data.calibration_pairs = 51
+  data = ip.training_data(config)
+  assert len(data.calibration) == 51 and data.calibration.labels.sum() == 25
+  calibration_people = set(data.calibration.names.ravel())
+  assert calibration_people <= set(ip.unrestricted_people(config)[1].names)
+  assert calibration_people == set(data.validation.names.ravel())  # 51 pairs reach them all.
+  assert not calibration_people & set(data.train.names)
+  np.testing.assert_array_equal(ip.training_data(config).calibration.names,
+                                data.calibration.names)
+
+
 def test_load_identities_follows_people_lists(fake_data_config):
   fake_data_config.update(crop=150, image_size=16)
   plan = fake_lfw_lib.plan_people(30)
@@ -296,6 +312,9 @@ def test_identity_pair_set_is_balanced_correct_and_seeded():
   np.testing.assert_array_equal(again.names, pairs.names)
   other = ip.identity_pair_set(identities, 101, seed=0, epoch=1)
   assert not np.array_equal(other.names, pairs.names)
+  rows, labels = ip.identity_pair_rows(identities.person_ids, 101, seed=0, epoch=0)
+  np.testing.assert_array_equal(identities.names[rows], pairs.names)
+  np.testing.assert_array_equal(labels, pairs.labels)
 
 
 def test_identity_batches_add_one_image_people_as_negatives():
