@@ -1,12 +1,12 @@
-"""Does fitting the fusion and its threshold on more pairs of the held-out people help on test?
+"""Would fitting the fusion and its threshold on more pairs of the held-out people help on test?
 
   LFW_DIR=/work/shared/lfw python experiments/validation_pairs.py runs/default [runs/v2/fold_0 ...]
 
 For each workdir with a fusion stage, draws pair sets of several sizes among the people training
-held out for validation (input_pipeline's rule and seed, as data.calibration_pairs draws them; size
-0 is the validation pairs themselves), refits the fusion weights and the threshold on each, and
-scores the test pairs. The network, the descriptors and the metric stay as trained. Each image is
-embedded once, so a size costs only its pairs' scoring.
+held out for validation (the validation pairs' rule and seed; size 0 is the validation pairs
+themselves, so it reproduces the run's own fit), refits the fusion weights and the threshold on
+each, and scores the test pairs. The network, the descriptors and the metric stay as trained.
+Each image is embedded once, so a size costs only its pairs' scoring.
 """
 
 import argparse
@@ -27,8 +27,14 @@ def pair_features(verifier, embedded_a, embedded_b) -> np.ndarray:
                               verifier.fusion.cosines(embedded_a['lbp'], embedded_b['lbp']))
 
 
+def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+  """Mean binary cross-entropy of probabilities (N,) against labels (N,): how well calibrated."""
+  p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
+  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
 def size_results(workdir: str, sizes) -> list[dict]:
-  """One result per size: pairs, threshold, test accuracy at it and at 0.5, test AUC."""
+  """One result per size: pairs, threshold, test accuracy at it and at 0.5, test AUC and log loss."""
   verifier = inference.load(workdir)
   if verifier.fusion is None:
     raise SystemExit(f'{workdir}: no fusion stage ({fusion.FILE})')
@@ -50,7 +56,8 @@ def size_results(workdir: str, sizes) -> list[dict]:
     results.append({'pairs': len(labels), 'threshold': threshold,
                     'test_acc': metrics.accuracy(scores, data.test.labels, threshold),
                     'test_acc_at_0_5': metrics.accuracy(scores, data.test.labels, 0.5),
-                    'test_auc': metrics.roc_auc(scores, data.test.labels)})
+                    'test_auc': metrics.roc_auc(scores, data.test.labels),
+                    'test_log_loss': log_loss(scores, data.test.labels)})
   return results
 
 
@@ -61,17 +68,18 @@ def main(argv: list[str] | None = None) -> None:
                       help='pair counts, comma-separated (0: the validation pairs)')
   args = parser.parse_args(argv)
   sizes = [int(size) for size in args.sizes.split(',')]
-  means = np.zeros((len(sizes), 3))
-  print('| workdir | pairs | threshold | test acc | test acc at 0.5 | test AUC |')
-  print('|---|---|---|---|---|---|')
+  means = np.zeros((len(sizes), 4))
+  print('| workdir | pairs | threshold | test acc | test acc at 0.5 | test AUC | test log loss |')
+  print('|---|---|---|---|---|---|---|')
   for workdir in args.workdirs:
     for i, row in enumerate(size_results(workdir, sizes)):
-      means[i] += [row['test_acc'], row['test_acc_at_0_5'], row['test_auc']]
+      means[i] += [row['test_acc'], row['test_acc_at_0_5'], row['test_auc'], row['test_log_loss']]
       print(f"| {workdir} | {row['pairs']} | {row['threshold']:.3f} | {row['test_acc']:.4f} | "
-            f"{row['test_acc_at_0_5']:.4f} | {row['test_auc']:.4f} |", flush=True)
-  for size, (acc, acc_half, auc) in zip(sizes, means / len(args.workdirs)):
+            f"{row['test_acc_at_0_5']:.4f} | {row['test_auc']:.4f} | {row['test_log_loss']:.4f} |",
+            flush=True)
+  for size, (acc, acc_half, auc, loss) in zip(sizes, means / len(args.workdirs)):
     print(f"| mean over the workdirs | {size or 'validation'} | | {acc:.4f} | {acc_half:.4f} | "
-          f'{auc:.4f} |')
+          f'{auc:.4f} | {loss:.4f} |')
 
 
 if __name__ == '__main__':

@@ -14,11 +14,9 @@ from lfw_siamese.configs import base
 CONFIG_FILE = 'config.json'
 CHECKPOINTS = 'checkpoints'
 # Fields (and groups of fields) that say where things are, how often to report or what follows
-# the training of the network (the fusion stage, the pairs it and the threshold are fitted on),
-# not what is trained.
+# the training of the network (the fusion stage), not what is trained.
 RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'data.bundle',
-                   'data.calibration_pairs', 'log_every_steps', 'checkpoint_every_steps',
-                   'keep_freed_memory', 'lbp_fusion')
+                   'log_every_steps', 'checkpoint_every_steps', 'keep_freed_memory', 'lbp_fusion')
 RUN_OUTPUTS = (CHECKPOINTS, 'metrics.jsonl', 'summary.json', 'tensorboard', CONFIG_FILE)
 
 

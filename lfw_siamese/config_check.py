@@ -22,7 +22,6 @@ _RANGES = {
     'data.image_size': (0, 1024, False, True),
     'data.validation_fraction': (0.0, 1.0, False, False),
     'data.pairs_per_epoch': (0, float('inf'), True, False),
-    'data.calibration_pairs': (0, float('inf'), True, False),
     'data.images_per_person': (2, float('inf'), True, False),
     'data.singles_per_batch': (0, float('inf'), True, False),
     'model.dropout': (0.0, 1.0, True, False),
@@ -39,9 +38,8 @@ _RANGES = {
     'checkpoint_every_steps': (0, float('inf'), True, False),
 }
 _INTEGERS = ('data.fold', 'data.crop', 'data.image_size', 'data.pairs_per_epoch',
-             'data.calibration_pairs', 'data.images_per_person', 'data.singles_per_batch',
-             'model.dense_units', 'batch_size', 'num_epochs', 'seed', 'log_every_steps',
-             'checkpoint_every_steps')
+             'data.images_per_person', 'data.singles_per_batch', 'model.dense_units', 'batch_size',
+             'num_epochs', 'seed', 'log_every_steps', 'checkpoint_every_steps')
 
 
 class ConfigError(ValueError):
@@ -88,10 +86,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.batch_size: {config.batch_size} less data.singles_per_batch '
                       f'{config.data.singles_per_batch} is not a positive multiple of '
                       f'data.images_per_person {config.data.images_per_person}')
-  if config.data.calibration_pairs and config.data.paradigm != 'unrestricted':
-    raise ConfigError('config.data.calibration_pairs: drawn among held-out people; it needs '
-                      "config.data.paradigm='unrestricted' (restricted runs calibrate on their "
-                      'validation pairs: set it to 0)')
   if config.lbp_fusion.enabled and config.data.paradigm != 'unrestricted':
     raise ConfigError("config.lbp_fusion.enabled: the LBP descriptor is learned from identities; "
                       "it needs config.data.paradigm='unrestricted'")

@@ -54,8 +54,7 @@ def _write_json(path: str, data: dict) -> None:
 
 def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int = 64,
                    with_fusion: bool = True) -> dict:
-  """Scores the run's calibration (validation) and test pairs, with the threshold chosen on the
-  former; figures and JSON."""
+  """Scores the run's validation and test pairs; threshold from validation; figures and JSON."""
   from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
   verifier = _load(workdir, lfw_dir, batch_size, with_fusion)
   if verifier.config.data.protocol != 'view1':
@@ -64,19 +63,19 @@ def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int 
                      'and View 2 fold runs are scored together with --protocol view2 on their '
                      'parent folder')
   data = input_pipeline.training_data(verifier.config)
-  val_scores = verifier.score_pairs(data.calibration)
+  val_scores = verifier.score_pairs(data.validation)
   test_scores = verifier.score_pairs(data.test)
-  result = metrics.verification_report(val_scores, data.calibration.labels, test_scores,
+  result = metrics.verification_report(val_scores, data.validation.labels, test_scores,
                                        data.test.labels)
   result.update(protocol='view1', paradigm=verifier.config.data.paradigm,
-                val_pairs=int(data.calibration.labels.size), tar_at_far_caveat=report.TAR_CAVEAT)
+                val_pairs=int(data.validation.labels.size), tar_at_far_caveat=report.TAR_CAVEAT)
   if not with_fusion:
     _write_json(result_path(workdir, 'view1', with_fusion), result)
     return result
   np.savez(os.path.join(workdir, 'eval_view1_scores.npz'), test_scores=test_scores,
            test_labels=data.test.labels, test_names=data.test.names,
            test_numbers=data.test.numbers, val_scores=val_scores,
-           val_labels=data.calibration.labels)
+           val_labels=data.validation.labels)
   _write_json(result_path(workdir, 'view1'), result)
   report.plot_learning_curves(workdir)
   report.plot_test_pairs(workdir, data.test.images, data.test.labels, test_scores,

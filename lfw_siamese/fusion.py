@@ -3,12 +3,10 @@
 One LBP descriptor per cell grid (config.lbp_fusion.grids: fine cells see local texture, coarse
 ones tolerate misalignment), and a metric learned on them (lbp_metric.py, when
 config.lbp_fusion.metric.steps > 0). A logistic regression over the CNN's logit, each
-descriptor's cosine and the metric's, fitted on the calibration pairs (input_pipeline's
-TrainingData.calibration: the validation pairs, or data.calibration_pairs drawn among the same
-held-out people), weighs each score by what it adds and gives calibrated same-person
-probabilities. Training adds the stage when config.lbp_fusion.enabled; `python -m
-lfw_siamese.fusion --workdir DIR` adds it to a trained workdir (DIR/lbp_fusion.npz), which
-inference.load then scores with.
+descriptor's cosine and the metric's, fitted on the validation pairs, weighs each score by what
+it adds and gives calibrated same-person probabilities. Training adds the stage when
+config.lbp_fusion.enabled; `python -m lfw_siamese.fusion --workdir DIR` adds it to a trained
+workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 """
 
 import argparse
@@ -188,14 +186,14 @@ def metric_settings(settings) -> ml_collections.ConfigDict:
   return metric
 
 
-def fit_lbp_fusion(settings, data, calibration_cnn: np.ndarray, test_cnn: np.ndarray, *,
+def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
                    figure: str | None = None) -> tuple[LbpFusion, dict, np.ndarray]:
-  """Learns the LBP descriptors from the training people and the fusion on the calibration pairs.
+  """Learns the LBP descriptors from the training people and the fusion on the validation pairs.
 
   Args:
     settings: config.lbp_fusion (radii, grids, dims).
     data: input_pipeline.TrainingData of the unrestricted paradigm (train is an IdentitySet).
-    calibration_cnn: (N,) the CNN's probabilities of data.calibration's pairs.
+    validation_cnn: (N,) the CNN's probabilities of data.validation's pairs.
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
     figure: where to draw the test pairs' CNN and LBP scores and the fused threshold, if given.
 
@@ -213,22 +211,22 @@ def fit_lbp_fusion(settings, data, calibration_cnn: np.ndarray, test_cnn: np.nda
     metric = lbp_metric.fit(project(descriptors, train_features), data.train.person_ids,
                             metric_config)
   unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2 + (metric is not None)), metric)
-  calibration_cosines, test_cosines = (
+  validation_cosines, test_cosines = (
       unfitted.cosines(unfitted.embed(pairs.images[:, 0]), unfitted.embed(pairs.images[:, 1]))
-      for pairs in (data.calibration, data.test))
-  calibration_features = pair_features(calibration_cnn, calibration_cosines)
+      for pairs in (data.validation, data.test))
+  validation_features = pair_features(validation_cnn, validation_cosines)
   test_features = pair_features(test_cnn, test_cosines)
-  labels = data.calibration.labels
-  stage = dataclasses.replace(unfitted, weights=fit(calibration_features, labels))
-  calibration = probabilities(stage.weights, calibration_features)
+  labels = data.validation.labels
+  stage = dataclasses.replace(unfitted, weights=fit(validation_features, labels))
+  validation = probabilities(stage.weights, validation_features)
   test = probabilities(stage.weights, test_features)
-  report = metrics.verification_report(calibration, labels, test, data.test.labels)
-  lbp_weights = fit(calibration_cosines, labels)
-  for name, (calibration_alone, test_alone) in (
-      ('cnn_only', (calibration_cnn, test_cnn)),
-      ('lbp_only', (probabilities(lbp_weights, calibration_cosines),
+  report = metrics.verification_report(validation, labels, test, data.test.labels)
+  lbp_weights = fit(validation_cosines, labels)
+  for name, (validation_alone, test_alone) in (
+      ('cnn_only', (validation_cnn, test_cnn)),
+      ('lbp_only', (probabilities(lbp_weights, validation_cosines),
                     probabilities(lbp_weights, test_cosines)))):
-    alone = metrics.verification_report(calibration_alone, labels, test_alone, data.test.labels)
+    alone = metrics.verification_report(validation_alone, labels, test_alone, data.test.labels)
     report.update({f'{name}_{key}': value for key, value in alone.items()})
   report.update(fusion_weight_cnn_logit=float(stage.weights[0]),
                 fusion_bias=float(stage.weights[-1]),
@@ -248,12 +246,8 @@ def fit_lbp_fusion(settings, data, calibration_cnn: np.ndarray, test_cnn: np.nda
 
 
 def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
-                   calibration_pairs: int | None = None, batch_size: int = 64) -> dict:
-  """Adds (or refits) the fusion stage of a trained workdir; updates summary.json and report.md.
-
-  calibration_pairs, when given, replaces the workdir's data.calibration_pairs (in config.json too,
-  so that evaluate chooses its threshold on the same pairs).
-  """
+                   batch_size: int = 64) -> dict:
+  """Adds (or refits) the fusion stage of a trained workdir; updates summary.json and report.md."""
   from lfw_siamese import checkpointing  # pylint: disable=g-import-not-at-top  (JAX loads slowly)
   from lfw_siamese import inference  # pylint: disable=g-import-not-at-top
   from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -267,15 +261,11 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
   if verifier.config.data.paradigm != 'unrestricted':
     raise ValueError(f'{workdir}: trained in the {verifier.config.data.paradigm} paradigm; the LBP '
                      'descriptor is learned from identities (unrestricted paradigm only)')
-  if calibration_pairs is not None and calibration_pairs < 0:
-    raise ValueError(f'calibration_pairs: expected 0 or more, got {calibration_pairs}')
-  with verifier.config.unlocked():
-    if lfw_dir:
+  if lfw_dir:
+    with verifier.config.unlocked():
       verifier.config.data.lfw_dir = lfw_dir
-    if calibration_pairs is not None:
-      verifier.config.data.calibration_pairs = calibration_pairs
   data = input_pipeline.training_data(verifier.config)
-  stage, fused, test = fit_lbp_fusion(settings, data, verifier.score_pairs(data.calibration),
+  stage, fused, test = fit_lbp_fusion(settings, data, verifier.score_pairs(data.validation),
                                       verifier.score_pairs(data.test),
                                       figure=report.figure_path(workdir, report.FUSION))
   with open(summary_path) as f:
@@ -286,11 +276,6 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
   summary.update(fused)
   summary['config']['lbp_fusion'] = settings.to_dict()
   stage.save(workdir)
-  if calibration_pairs is not None:
-    summary['config']['data']['calibration_pairs'] = calibration_pairs
-    config = checkpointing.read_config(workdir)
-    config.data.calibration_pairs = calibration_pairs
-    checkpointing.write_json(os.path.join(workdir, checkpointing.CONFIG_FILE), config.to_dict())
   checkpointing.write_json(summary_path, summary)
   report.write_training_report(workdir, summary, data.test, test)
   return summary
@@ -301,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='python -m lfw_siamese.fusion',
       description='Adds the LBP fusion stage to trained workdirs (unrestricted paradigm): learns '
-                  'the descriptors from the training people and the fusion on the calibration '
+                  'the descriptors from the training people and the fusion on the validation '
                   'pairs, then rescores the test pairs (summary.json keeps the CNN\'s own '
                   'numbers under cnn_only_ keys).')
   parser.add_argument('--workdir', action='append', required=True,
@@ -315,9 +300,6 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--metric-steps', type=int, default=defaults.metric.steps,
                       help='training steps of the metric learned on the descriptors (0: none; '
                       'its other settings are base.py\'s lbp_fusion.metric)')
-  parser.add_argument('--calibration-pairs', type=int, default=None,
-                      help="pairs drawn among the held-out people to fit the fusion and threshold "
-                      "on (0: the validation pairs); default: the workdir's data.calibration_pairs")
   parser.add_argument('--lfw-dir', default=None, help='overrides the LFW location in the config')
   return parser
 
@@ -335,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
       return 2
   for workdir in args.workdir:
     try:
-      summary = add_to_workdir(workdir, settings, lfw_dir=args.lfw_dir,
-                               calibration_pairs=args.calibration_pairs)
+      summary = add_to_workdir(workdir, settings, lfw_dir=args.lfw_dir)
     except (FileNotFoundError, ValueError, lists.LfwDataError) as e:
       print(f'error: {e}', file=sys.stderr)
       return 1

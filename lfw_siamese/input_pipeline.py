@@ -76,16 +76,10 @@ class IdentitySet:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-  """What a training run uses: train (pairs, or identities when unrestricted), validation, test,
-  and the calibration pairs that the decision threshold and the fusion are fitted on."""
+  """What a training run uses: train (pairs, or identities when unrestricted), validation, test."""
   train: PairSet | IdentitySet
   validation: PairSet
   test: PairSet
-  calibration: PairSet | None = None  # None: the validation pairs.
-
-  def __post_init__(self):
-    if self.calibration is None:
-      object.__setattr__(self, 'calibration', self.validation)
 
 
 def identity_set(images: np.ndarray, names: np.ndarray, numbers: np.ndarray) -> IdentitySet:
@@ -136,8 +130,7 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
   folds, test = fold k. Restricted: a seeded data.validation_fraction of the training pairs is
   held out for validation. Unrestricted: train is an IdentitySet of the training people, minus a
   seeded data.validation_fraction of the people with two or more images; validation pairs are
-  drawn among those held-out people only, and so are data.calibration_pairs calibration pairs
-  (0: calibration uses the validation pairs).
+  drawn among those held-out people only.
   """
   data = config.data
   train_splits, test_split = protocol_splits(data)
@@ -157,10 +150,7 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
   num_validation = max(round(fraction * restricted_pairs), len(held_out)) if fraction else 0
   # Fixed across epochs; its people are disjoint from training, so the epoch number is arbitrary.
   validation = identity_pair_set(held_out, num_validation, seed=config.seed, epoch=0)
-  num_calibration = int(data.get('calibration_pairs', 0))
-  calibration = (identity_pair_set(held_out, num_calibration, seed=config.seed, epoch=0)
-                 if num_calibration and len(held_out) else None)
-  return TrainingData(train, validation, test, calibration)
+  return TrainingData(train, validation, test)
 
 
 def unrestricted_people(config: ml_collections.ConfigDict) -> tuple[IdentitySet, IdentitySet]:

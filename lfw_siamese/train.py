@@ -379,7 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
 
 def score(model, params, data, config, fusion_figure: str | None = None
           ) -> tuple[dict, np.ndarray, Any]:
-  """Scores the test pairs (View 1 test or a fold) at the threshold chosen on calibration pairs.
+  """Scores the test pairs (View 1 test or a fold) at the threshold chosen on validation.
 
   With config.lbp_fusion.enabled, the fusion's figure is drawn at fusion_figure when given.
 
@@ -388,13 +388,13 @@ def score(model, params, data, config, fusion_figure: str | None = None
     config.lbp_fusion.enabled, the fusion stage whose fused scores these are (else None).
   """
   from lfw_siamese import metrics  # pylint: disable=g-import-not-at-top
-  validation = predict_probabilities(model, params, data.calibration, config,
+  validation = predict_probabilities(model, params, data.validation, config,
                                      batch_size=2 * config.batch_size)
   test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
   if config.lbp_fusion.enabled:
     stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test,
                                                       figure=fusion_figure)
     return report, fused_test, stage
-  report = metrics.verification_report(validation, np.asarray(data.calibration.labels), test,
+  report = metrics.verification_report(validation, np.asarray(data.validation.labels), test,
                                        np.asarray(data.test.labels))
   return {name: float(value) for name, value in report.items()}, test, None

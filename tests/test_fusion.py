@@ -266,23 +266,6 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
     assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
 
 
-def test_cli_refits_on_more_calibration_pairs_and_evaluate_follows(unrestricted_workdir,
-                                                                     tmp_path):
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(unrestricted_workdir, workdir)
-  assert fusion.main(['--workdir', workdir, '--radii', '1,2', '--grids', '4', '--dims', '16',
-                      '--metric-steps', '0', '--calibration-pairs', '40']) == 0
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
-  assert summary['config']['data']['calibration_pairs'] == 40
-  assert checkpointing.read_config(workdir).data.calibration_pairs == 40
-  result = evaluate.evaluate_view1(workdir)
-  assert result['val_pairs'] == 40
-  assert result['threshold'] == pytest.approx(summary['threshold'])
-  assert result['test_acc'] == pytest.approx(summary['test_acc'])
-  assert fusion.main(['--workdir', workdir, '--calibration-pairs', '-1']) == 1
-
-
 def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
   if not os.path.exists(os.path.join(unrestricted_workdir, fusion.FILE)):
     fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)

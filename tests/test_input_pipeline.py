@@ -182,22 +182,9 @@ def test_unrestricted_holds_out_whole_people(fake_data_config):
   assert data.train.person_ids.max() + 1 == len(train_people)
   again = ip.training_data(config)
   np.testing.assert_array_equal(again.validation.names, data.validation.names)
-
-
-def test_calibration_pairs_are_drawn_among_the_held_out_people(fake_data_config):
-  config = training_config(fake_data_config, paradigm='unrestricted', crop=150, image_size=16,
-                           validation_fraction=0.2)
-  plain = ip.training_data(config)
-  assert plain.calibration is plain.validation
-  config.data.calibration_pairs = 51
-  data = ip.training_data(config)
-  assert len(data.calibration) == 51 and data.calibration.labels.sum() == 25
-  calibration_people = set(data.calibration.names.ravel())
-  assert calibration_people <= set(ip.unrestricted_people(config)[1].names)
-  assert calibration_people == set(data.validation.names.ravel())  # 51 pairs reach them all.
-  assert not calibration_people & set(data.train.names)
-  np.testing.assert_array_equal(ip.training_data(config).calibration.names,
-                                data.calibration.names)
+  train, held_out = ip.unrestricted_people(config)
+  np.testing.assert_array_equal(train.names, data.train.names)
+  assert validation_people <= set(held_out.names) and not set(held_out.names) & train_people
 
 
 def test_load_identities_follows_people_lists(fake_data_config):

@@ -118,16 +118,6 @@ def test_restored_best_params_give_identical_scores(trained, data):
     assert report[name] == summary[name]
 
 
-def test_threshold_is_chosen_on_the_calibration_pairs(trained, data):
-  workdir, config, _ = trained
-  _, params = checkpointing.load_best(workdir)
-  model = models.build(config.model)
-  on_test = dataclasses.replace(data, calibration=data.test)  # Calibrated on the test pairs.
-  report, test, _ = train.score(model, params, on_test, config)
-  assert report['threshold'] == metrics.best_threshold(test, data.test.labels)
-  assert report['threshold'] != train.score(model, params, data, config)[0]['threshold']
-
-
 def test_flip_averaging_is_invariant_to_mirroring_both_images(trained, data):
   workdir, _, _ = trained
   config, params = checkpointing.load_best(workdir)
@@ -183,10 +173,6 @@ def test_fields_added_since_a_workdir_was_written_count_as_their_defaults():
      r'data\.images_per_person 3'),
     ({'model.conv_kernels': (3,)}, r'config\.model\.conv_kernels has 1 entries'),
     ({'data.fold': 10}, r'config\.data\.fold: expected a value in \[0, 9\], got 10'),
-    ({'data.calibration_pairs': 100}, r"config\.data\.calibration_pairs: drawn among held-out "
-                                      r"people; it needs config\.data\.paradigm='unrestricted'"),
-    ({'data.calibration_pairs': -1},
-     r'config\.data\.calibration_pairs: expected a value in \[0, inf\), got -1'),
 ])
 def test_bad_config_values_get_a_message_naming_the_field(overrides, message):
   config = train_fakes.tiny_config()

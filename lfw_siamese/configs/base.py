@@ -21,9 +21,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.crop = 0  # Side of a face-centred square crop in source pixels; 0 keeps 250x250.
   config.data.image_size = 250  # Side after crop and resize.
   config.data.validation_fraction = 0.025
-  # Unrestricted: pairs drawn among the held-out people that the decision threshold and the
-  # fusion are fitted on; 0 fits them on the validation pairs.
-  config.data.calibration_pairs = 0
   config.data.pairs_per_epoch = 0  # Unrestricted: pairs drawn per epoch; 0 means as many as View 1.
   config.data.images_per_person = 2  # Unrestricted metric losses: images of each person in a batch.
   config.data.singles_per_batch = 0  # ... and images of one-image people in it (negatives only).

@@ -26,8 +26,4 @@ def get_config():
   # base.py's lbp_fusion settings), learned from the same training people: they err on different
   # pairs.
   config.lbp_fusion.enabled = True
-  # The fusion and the threshold fitted on 5,000 pairs of the held-out people rather than the 687
-  # validation pairs: View 2 at each fold's own threshold 0.891 -> 0.895, its spread over folds
-  # 0.0057 -> 0.0032 (RESULTS.md, "Calibration pairs").
-  config.data.calibration_pairs = 5000
   return config
