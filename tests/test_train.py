@@ -133,6 +133,32 @@ def test_flip_averaging_is_invariant_to_mirroring_both_images(trained, data):
   assert not np.allclose(plain, plain_mirrored, atol=1e-4)  # So the invariance is TTA's doing.
 
 
+def test_distinct_images_are_embedded_once_and_scored_as_each_pair(trained, data):
+  workdir, _, _ = trained
+  config, params = checkpointing.load_best(workdir)
+  model = models.build(config.model)
+  images = data.test.images
+  # Pairs that reuse images, in both positions, as validation pairs drawn among people do.
+  pairs = np.concatenate([images, images[::-1, ::-1], images[:5]])
+  distinct, rows = train.distinct_images(pairs)
+  assert len(distinct) == 2 * len(images) and rows.shape == (len(pairs), 2)
+  np.testing.assert_array_equal(distinct[rows], pairs)
+  reused = dataclasses.replace(data.test, images=pairs)
+  unit = pairs.astype(np.float32) / 255
+  for tta_flip in (False, True):
+    config.tta_flip = tta_flip
+    if tta_flip:  # Each side plain and mirrored: the mean over the four combinations.
+      views = [models.embed_pairs(model, params, unit),
+               models.embed_pairs(model, params, unit[..., ::-1, :])]
+      expected = np.mean([jax.nn.sigmoid(models.score_embeddings(model, params, a[:, 0], b[:, 1]))
+                          for a in views for b in views], axis=0)
+    else:
+      expected = models.pair_probabilities(model, params, unit)
+    np.testing.assert_allclose(train.predict_probabilities(model, params, reused, config,
+                                                           batch_size=24),
+                               expected, rtol=1e-5, atol=1e-6)
+
+
 def test_rerun_of_a_finished_run_resumes_without_training(trained, data):
   workdir, config, summary = trained
   before = pathlib.Path(workdir, 'metrics.jsonl').read_text()
