@@ -144,7 +144,7 @@ def create_state_jitted(model, tx, image_shape, key, out_sharding) -> TrainState
 
 def distinct_images(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """The distinct images (U, H, W, C) of (N, 2, H, W, C) pairs, and (N, 2) rows into them."""
-  flat = np.ascontiguousarray(pairs).reshape(2 * len(pairs), -1)
+  flat = np.ascontiguousarray(pairs).reshape(2 * len(pairs), int(np.prod(pairs.shape[2:])))
   # Each image's bytes as one opaque value, so that np.unique compares whole images.
   _, first, inverse = np.unique(flat.view(np.dtype((np.void, flat.shape[1]))).ravel(),
                                 return_index=True, return_inverse=True)

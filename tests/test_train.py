@@ -157,6 +157,7 @@ def test_distinct_images_are_embedded_once_and_scored_as_each_pair(trained, data
     np.testing.assert_allclose(train.predict_probabilities(model, params, reused, config,
                                                            batch_size=24),
                                expected, rtol=1e-5, atol=1e-6)
+  assert train.predict_probabilities(model, params, data.test.take([]), config).shape == (0,)
 
 
 def test_rerun_of_a_finished_run_resumes_without_training(trained, data):
