@@ -27,12 +27,6 @@ def pair_features(verifier, embedded_a, embedded_b) -> np.ndarray:
                               verifier.fusion.cosines(embedded_a['lbp'], embedded_b['lbp']))
 
 
-def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
-  """Mean binary cross-entropy of probabilities (N,) against labels (N,): how well calibrated."""
-  p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
-  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
-
-
 def size_results(workdir: str, sizes) -> list[dict]:
   """One result per size: pairs, threshold, test accuracy at it and at 0.5, test AUC and log loss."""
   verifier = inference.load(workdir)
@@ -57,7 +51,7 @@ def size_results(workdir: str, sizes) -> list[dict]:
                     'test_acc': metrics.accuracy(scores, data.test.labels, threshold),
                     'test_acc_at_0_5': metrics.accuracy(scores, data.test.labels, 0.5),
                     'test_auc': metrics.roc_auc(scores, data.test.labels),
-                    'test_log_loss': log_loss(scores, data.test.labels)})
+                    'test_log_loss': metrics.log_loss(scores, data.test.labels)})
   return results
 
 

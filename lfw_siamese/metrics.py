@@ -64,6 +64,13 @@ def accuracy(scores, labels, threshold: float) -> float:
   return float(np.mean((scores >= threshold) == (labels == 1)))
 
 
+def log_loss(probabilities, labels) -> float:
+  """Mean binary cross-entropy of same-person probabilities, clipped away from 0 and 1."""
+  labels = np.asarray(labels, np.float64)
+  p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+  return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """ROC points (fpr, tpr, thresholds); thresholds descend from +inf through each distinct score."""
   scores, labels = _as_arrays(scores, labels)

@@ -20,6 +20,7 @@ from lfw_siamese import checkpointing
 from lfw_siamese import config_check
 from lfw_siamese import fusion
 from lfw_siamese import losses
+from lfw_siamese import metrics
 from lfw_siamese import models
 from lfw_siamese import sharding
 from lfw_siamese import summary_writer
@@ -214,10 +215,9 @@ def evaluate_pairs(model, params, pairs, config) -> dict[str, float]:
   """Mean BCE and accuracy at probability 0.5 of a PairSet."""
   probabilities = predict_probabilities(model, params, pairs, config,
                                         batch_size=2 * config.batch_size)
-  labels = np.asarray(pairs.labels, np.float64)
-  clipped = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
-  loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-  return {'loss': float(loss), 'accuracy': float(np.mean((probabilities >= 0.5) == (labels == 1)))}
+  labels = np.asarray(pairs.labels)
+  return {'loss': metrics.log_loss(probabilities, labels),
+          'accuracy': float(np.mean((probabilities >= 0.5) == (labels == 1)))}
 
 
 def _is_identity_set(train) -> bool:
@@ -415,7 +415,6 @@ def score(model, params, data, config, fusion_figure: str | None = None
     The verification report's numbers, the test pairs' probabilities and, with
     config.lbp_fusion.enabled, the fusion stage whose fused scores these are (else None).
   """
-  from lfw_siamese import metrics  # pylint: disable=g-import-not-at-top
   validation = predict_probabilities(model, params, data.validation, config,
                                      batch_size=2 * config.batch_size)
   test = predict_probabilities(model, params, data.test, config, batch_size=2 * config.batch_size)
