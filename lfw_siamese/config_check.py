@@ -29,6 +29,9 @@ _RANGES = {
     'margin': (0.0, float('inf'), False, False),
     'temperature': (0.0, float('inf'), False, False),
     'l2_weight': (0.0, float('inf'), True, False),
+    'cosface.weight': (0.0, float('inf'), True, False),
+    'cosface.margin': (0.0, 1.0, True, False),
+    'cosface.scale': (0.0, float('inf'), False, False),
     'learning_rate': (0.0, float('inf'), False, False),
     'momentum': (0.0, 1.0, True, False),
     'lr_decay_per_epoch': (0.0, 1.0, False, True),
@@ -81,6 +84,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.loss != 'bce' and config.data.paradigm != 'unrestricted':
     raise ConfigError(f"config.loss: {config.loss!r} mines pairs among identity-labelled images; "
                       "it needs config.data.paradigm='unrestricted'")
+  if config.cosface.weight and config.loss == 'bce':
+    raise ConfigError('config.cosface.weight: the CosFace term is added to a metric loss; it needs '
+                      "config.loss other than 'bce'")
   people_images = config.batch_size - config.data.singles_per_batch
   if config.loss != 'bce' and (people_images <= 0 or people_images % config.data.images_per_person):
     raise ConfigError(f'config.batch_size: {config.batch_size} less data.singles_per_batch '

@@ -1,5 +1,5 @@
 """Losses: cross-entropy on pair logits; contrastive, triplet and supervised-contrastive losses
-mined in a batch."""
+mined in a batch; a margin softmax over the training people."""
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +81,16 @@ def supervised_contrastive(embeddings: jax.Array, person_ids: jax.Array,
   per_anchor = _masked_mean(jnp.where(positive, log_probabilities, 0.0), positive, axis=1)
   has_positive = jnp.any(positive, axis=1)
   return -_masked_mean(per_anchor, has_positive)
+
+
+def cosface(embeddings: jax.Array, proxies: jax.Array, person_ids: jax.Array, margin: float,
+            scale: float) -> jax.Array:
+  """CosFace (Wang et al. 2018): softmax over one learned proxy per person (P, D) of scale x cosine,
+  the true person's cosine less the margin."""
+  cosines = _normalise(embeddings) @ _normalise(proxies).T
+  is_true = jax.nn.one_hot(person_ids, proxies.shape[0], dtype=cosines.dtype)
+  logits = scale * (cosines - margin * is_true)
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, person_ids))
 
 
 def in_batch_pair_bce(pair_logits: jax.Array, person_ids: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -27,6 +27,7 @@ from lfw_siamese import summary_writer
 
 VIEW1_TRAIN_PAIRS = 2200  # pairsDevTrain.txt: what data.pairs_per_epoch = 0 draws per epoch.
 _SUM_NAMES = ('loss', 'accuracy', 'l2', 'steps')
+PROXIES = 'cosface_proxies'  # The params entry of config.cosface's per-person proxies (P, D).
 
 
 @flax.struct.dataclass
@@ -68,6 +69,11 @@ def l2_penalty(params: Any) -> jax.Array:
   return sum(jnp.vdot(kernel, kernel) for kernel in kernels)
 
 
+def network_params(params: Any) -> Any:
+  """The model's params: the trained params less the CosFace proxies, which only training uses."""
+  return {name: value for name, value in params.items() if name != PROXIES}
+
+
 def unit_range(images: jax.Array) -> jax.Array:
   """uint8 pixels to float32 in [0, 1], on device; float images are taken as already scaled."""
   return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
@@ -80,6 +86,7 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
   # The metric losses' one hyperparameter: supcon's temperature, the others' margin.
   loss_parameter = config.temperature if loss_name == 'supcon' else config.margin
   augment_config = config.augment
+  cosface = config.cosface
 
   def objective(params, batch, key):
     augment_key, dropout_key = jax.random.split(key)
@@ -89,9 +96,13 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
       data_loss = losses.binary_cross_entropy(logits, batch['labels'])
       accuracy = losses.pair_accuracy(logits, batch['labels'])
     else:
-      embeddings = models.encode(model, params, images, train=True, dropout_key=dropout_key)
+      embeddings = models.encode(model, network_params(params), images, train=True,
+                                 dropout_key=dropout_key)
       metric_loss = losses.METRIC_LOSSES[loss_name](embeddings, batch['person_ids'],
                                                      loss_parameter)
+      if cosface.weight:
+        metric_loss += cosface.weight * losses.cosface(
+            embeddings, params[PROXIES], batch['person_ids'], cosface.margin, cosface.scale)
       # The head alone learns BCE on every in-batch pair of frozen embeddings: calibrated logits.
       frozen = jax.lax.stop_gradient(embeddings)
       head_logits = models.score_embeddings(model, params, frozen[:, None], frozen[None, :])
@@ -125,18 +136,27 @@ def _state_around(tx, params) -> TrainState:
                     sums=_zero_sums())
 
 
-def create_state(model, tx, image_shape, key) -> TrainState:
+def init_params(model, key, image_shape, proxy_shape=None) -> Any:
+  """The model's fresh params, and CosFace proxies of proxy_shape (people, embedding size) if
+  given."""
+  params = models.init(model, key, image_shape)
+  if proxy_shape:
+    params = {**params, PROXIES: jax.random.normal(jax.random.fold_in(key, 1), proxy_shape)}
+  return params
+
+
+def create_state(model, tx, image_shape, key, proxy_shape=None) -> TrainState:
   """Fresh params (from `key`) and optimiser state."""
-  return _state_around(tx, models.init(model, key, image_shape))
+  return _state_around(tx, init_params(model, key, image_shape, proxy_shape))
 
 
-def create_state_jitted(model, tx, image_shape, key, out_sharding) -> TrainState:
+def create_state_jitted(model, tx, image_shape, key, out_sharding, proxy_shape=None) -> TrainState:
   """create_state's numbers, from two jitted calls: params, then the rest.
 
   In one call the optimiser state's buffers would be allocated beside the temporaries of the
   params' random draws (3x the largest kernel): 22 GB at 975M parameters, against 15 GB so.
   """
-  params = jax.jit(lambda key: models.init(model, key, image_shape),
+  params = jax.jit(lambda key: init_params(model, key, image_shape, proxy_shape),
                    out_shardings=out_sharding)(key)
   rest = jax.jit(lambda params: _state_around(tx, params).replace(params=None),
                  out_shardings=out_sharding)(params)
@@ -339,14 +359,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   init_key, train_key = jax.jit(lambda: jax.random.split(jax.random.key(config.seed)),
                                 out_shardings=replicated)()
   image_shape = tuple(data.validation.images.shape[-3:])
+  proxy_shape = ((data.train.num_people, config.model.dense_units) if config.cosface.weight
+                 else None)
   abstract_state = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-      jax.eval_shape(functools.partial(create_state, model, tx, image_shape), init_key))
+      jax.eval_shape(functools.partial(create_state, model, tx, image_shape,
+                                       proxy_shape=proxy_shape), init_key))
   checkpoints = checkpointing.Checkpoints(workdir)
   if checkpoints.latest_step() is not None:
     state, progress = checkpoints.restore_latest(abstract_state)
   else:
-    state = create_state_jitted(model, tx, image_shape, init_key, replicated)
+    state = create_state_jitted(model, tx, image_shape, init_key, replicated, proxy_shape)
     progress = _new_progress()
   checkpoints.forget_best_after(progress['epoch'])  # Bests saved by a run killed before 'latest'.
   writer = summary_writer.MetricWriter(workdir, enabled=is_main)
@@ -371,7 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     progress['history'].append(record)
     # Order matters for a kill at any point: best, then latest (which forgets a newer best).
     if _is_better(record, progress, config.best_epoch_by):
-      checkpoints.save_best(epoch + 1, state.params, record)
+      checkpoints.save_best(epoch + 1, network_params(state.params), record)
       progress.update(best_epoch=epoch + 1)
     progress.update(epoch=epoch + 1, batches_done=0)
     checkpoints.save_latest(step, state, progress)
@@ -385,7 +408,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   writer.close()
   del state  # The best params replace the last ones.
 
-  abstract_params = abstract_state.params
+  abstract_params = network_params(abstract_state.params)
   params, best_record = checkpoints.restore_best(abstract_params)
   checkpoints.close()
   fusion_figure = None

@@ -90,3 +90,20 @@ def test_in_batch_pair_bce_weights_positives_and_negatives_equally():
   # Getting every positive wrong costs half the accuracy, however few positives there are.
   _, wrong_positives = losses.in_batch_pair_bce(jnp.full_like(logits, -3.0), ids)
   assert float(wrong_positives) == pytest.approx(0.5)
+
+
+def test_cosface_matches_brute_force():
+  rng = np.random.default_rng(2)
+  embeddings = rng.normal(size=(5, 4)).astype(np.float32)
+  proxies = rng.normal(size=(3, 4)).astype(np.float32)
+  ids = np.array([0, 2, 1, 2, 0])
+  unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+  centres = proxies / np.linalg.norm(proxies, axis=1, keepdims=True)
+  expected = []
+  for row, person in zip(unit, ids):
+    logits = 8.0 * (centres @ row)
+    logits[person] -= 8.0 * 0.3
+    expected.append(np.log(np.sum(np.exp(logits))) - logits[person])
+  got = losses.cosface(jnp.asarray(embeddings), jnp.asarray(proxies), jnp.asarray(ids), margin=0.3,
+                       scale=8.0)
+  assert float(got) == pytest.approx(np.mean(expected), rel=1e-5)

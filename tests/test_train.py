@@ -233,6 +233,30 @@ def test_metric_losses_learn_and_keep_the_head_calibrated(tmp_path, loss, epochs
   assert summary['val_acc'] >= min_val_acc  # Accuracy at probability 0.5: a calibrated head.
 
 
+def test_cosface_term_trains_proxies_that_the_saved_model_leaves_out(tmp_path):
+  config = train_fakes.tiny_config(**{'loss': 'supcon', 'data.paradigm': 'unrestricted',
+                                      'cosface.weight': 1.0, 'num_epochs': 4})
+  data = train_fakes.identity_training_data()
+  summary = train.train_and_evaluate(config, str(tmp_path), data=data)
+  history = _history(tmp_path)
+  assert history[-1]['train_loss'] < history[0]['train_loss']
+  assert summary['val_acc'] >= 0.7
+  checkpoints = checkpointing.Checkpoints(str(tmp_path))
+  state, _ = checkpoints.restore_latest()
+  assert state['params'][train.PROXIES].shape == (data.train.num_people,
+                                                  config.model.dense_units)
+  best, _ = checkpoints.restore_best()
+  assert train.PROXIES not in best and set(best) == set(
+      models.init(models.build(config.model), jax.random.key(0), (32, 32, 1)))
+  checkpoints.close()
+
+
+def test_cosface_needs_a_metric_loss():
+  config = train_fakes.tiny_config(**{'cosface.weight': 1.0})
+  with pytest.raises(config_check.ConfigError, match='config.cosface.weight'):
+    config_check.validate(config)
+
+
 def test_model_functions_work_under_the_callers_jit_and_vmap(data):
   config = train_fakes.tiny_config()
   model = models.build(config.model)

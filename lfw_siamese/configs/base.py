@@ -47,6 +47,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = 'bce'  # bce | contrastive | triplet | supcon
   config.margin = 1.0  # For the contrastive and triplet losses.
   config.temperature = 0.1  # For the supervised contrastive loss (supcon).
+  # A CosFace term (losses.cosface) over the training people, added to a metric loss with this
+  # weight; its per-person proxies train with the network and are not part of the saved model.
+  config.cosface = ml_collections.ConfigDict()
+  config.cosface.weight = 0.0  # 0 leaves it out.
+  config.cosface.margin = 0.2
+  config.cosface.scale = 16.0
   config.l2_weight = 0.01  # Keras' l2() default, on conv and dense kernels.
 
   config.optimizer = 'adam'  # adam | rmsprop | sgd
