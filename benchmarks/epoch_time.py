@@ -161,7 +161,9 @@ def main(argv=None) -> dict:
                  in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
                  out_shardings=(replicated, replicated), compiler_options=compiler_options)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  state = train.create_state_jitted(model, tx, image_shape, init_key, replicated)
+  # CosFace's proxies: one per View 1 training person (peopleDevTrain lists 4,038).
+  proxy_shape = (4038, config.model.dense_units) if config.cosface.weight else None
+  state = train.create_state_jitted(model, tx, image_shape, init_key, replicated, proxy_shape)
   batch = sharding.global_batch(
       synthetic_batch(config, batch_size, image_shape, np.random.default_rng(0)), mesh)
   num_params = models.count_params(state.params)
