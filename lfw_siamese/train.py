@@ -141,8 +141,8 @@ def init_params(model, key, image_shape, proxy_shape=None) -> Any:
   given."""
   params = models.init(model, key, image_shape)
   if proxy_shape:
-    # Unit-norm rows: Adam's steps (about the learning rate per coordinate) then turn them as
-    # fast as the encoder's kernels move; rows of norm sqrt(D) barely turned in 300 epochs.
+    # Unit-norm rows: Adam moves each coordinate by about the learning rate whatever its scale,
+    # so rows of norm sqrt(D) (a plain normal draw) would turn sqrt(D) times slower.
     proxies = jax.random.normal(jax.random.fold_in(key, 1), proxy_shape) / proxy_shape[1] ** 0.5
     params = {**params, PROXIES: proxies}
   return params
