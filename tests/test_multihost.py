@@ -45,7 +45,10 @@ def test_two_processes_train_like_one(tmp_path):
 
   summary = train.train_and_evaluate(train_fakes.tiny_config(**OVERRIDES), str(single),
                                      data=train_fakes.training_data())
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+  # Two processes add the gradient's partial sums in another order, and Adam turns rounding in
+  # near-zero gradients into steps of up to the learning rate (3e-3): some CPUs drift by 2e-5
+  # in 32 steps. The same pairs in other batches drift by 0.02 to 0.14 (most leaves).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4),
                checkpointing.load_latest(str(shared))[1]['params'],
                checkpointing.load_latest(str(single))[1]['params'])
   two = json.loads((shared / 'summary.json').read_text())
