@@ -96,8 +96,8 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
       data_loss = losses.binary_cross_entropy(logits, batch['labels'])
       accuracy = losses.pair_accuracy(logits, batch['labels'])
     else:
-      embeddings = models.encode(model, network_params(params), images, train=True,
-                                 dropout_key=dropout_key)
+      network = network_params(params)
+      embeddings = models.encode(model, network, images, train=True, dropout_key=dropout_key)
       metric_loss = losses.METRIC_LOSSES[loss_name](embeddings, batch['person_ids'],
                                                      loss_parameter)
       if cosface.weight:
@@ -105,7 +105,7 @@ def make_train_step(model: models.SiameseNet, tx: optax.GradientTransformation,
             embeddings, params[PROXIES], batch['person_ids'], cosface.margin, cosface.scale)
       # The head alone learns BCE on every in-batch pair of frozen embeddings: calibrated logits.
       frozen = jax.lax.stop_gradient(embeddings)
-      head_logits = models.score_embeddings(model, params, frozen[:, None], frozen[None, :])
+      head_logits = models.score_embeddings(model, network, frozen[:, None], frozen[None, :])
       head_loss, accuracy = losses.in_batch_pair_bce(head_logits, batch['person_ids'])
       data_loss = metric_loss + head_loss
     l2 = l2_weight * l2_penalty(params)
