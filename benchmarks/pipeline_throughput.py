@@ -5,7 +5,9 @@
 
 For 250x250 grayscale (the reference's input) and each compared config's preprocessing it times:
 decoding and caching View 1 (pairsDevTrain + pairsDevTest) with an empty cache, loading it again
-from the disk cache, and pair_batches' uint8 batches per second with the images in memory. To
+from the disk cache, and pair_batches' uint8 batches per second with the images in memory, beside
+a copy ceiling: the same bytes per batch copied in order (`images[i:i + B].copy()`), which no
+shuffled gather can beat. To
 compare, it times the real training step of each config in --train_configs on synthetic data
 (compile apart, median of the steps) and prints the pipeline/training ratio. Prints a table and,
 as its last line, one JSON object.
@@ -48,7 +50,19 @@ def time_view1(data_config, epochs: int, batch_size: int) -> dict:
     rates.append(delivered / (time.perf_counter() - started))
   return {'shape': list(train.images.shape[2:]), 'cold_decode_view1_s': round(cold_s, 2),
           'disk_cache_view1_s': round(disk_s, 2),
-          'pairs_per_s': round(statistics.median(rates), 1)}
+          'pairs_per_s': round(statistics.median(rates), 1),
+          'copy_ceiling_pairs_per_s': round(copy_ceiling(train.images, epochs, batch_size), 1)}
+
+
+def copy_ceiling(images: np.ndarray, epochs: int, batch_size: int) -> float:
+  """Pairs/s of copying batches of `images` in order: a batch's bytes with no gather."""
+  rates = []
+  for _ in range(epochs):
+    started, copied = time.perf_counter(), 0
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+      copied += len(images[start:start + batch_size].copy())
+    rates.append(copied / (time.perf_counter() - started))
+  return statistics.median(rates)
 
 
 def time_training(config_name: str, steps: int) -> dict:
@@ -128,18 +142,20 @@ def main(argv=None) -> int:
     results['fastest_training_config'] = fastest
     results['gray250_over_fastest_training'] = round(
         pipeline['gray250']['pairs_per_s'] / training[fastest]['pairs_per_s'], 1)
+    results['gray250_copy_ceiling_over_fastest_training'] = round(
+        pipeline['gray250']['copy_ceiling_pairs_per_s'] / training[fastest]['pairs_per_s'], 1)
     results['own_shape_over_training'] = {
         name: round(pipeline[name]['pairs_per_s'] / training[name]['pairs_per_s'], 1)
         for name in training}
 
-  rows = [('what', 'shape', 'cold View 1 s', 'disk cache s', 'pairs/s')]
+  rows = [('what', 'shape', 'cold View 1 s', 'disk cache s', 'pairs/s', 'copy ceiling pairs/s')]
   for name, r in pipeline.items():
     rows.append((f'pipeline {name}', 'x'.join(map(str, r['shape'])),
                  str(r['cold_decode_view1_s']), str(r['disk_cache_view1_s']),
-                 str(r['pairs_per_s'])))
+                 str(r['pairs_per_s']), str(r['copy_ceiling_pairs_per_s'])))
   for name, r in training.items():
     rows.append((f'training {name} (batch {r["batch"]})', 'x'.join(map(str, r['shape'])), '', '',
-                 str(r['pairs_per_s'])))
+                 str(r['pairs_per_s']), ''))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   for row in rows:
     print('  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
