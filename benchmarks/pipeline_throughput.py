@@ -7,10 +7,9 @@ For 250x250 grayscale (the reference's input) and each compared config's preproc
 decoding and caching View 1 (pairsDevTrain + pairsDevTest) with an empty cache, loading it again
 from the disk cache, and pair_batches' uint8 batches per second with the images in memory, beside
 a copy ceiling: the same bytes per batch copied in order (`images[i:i + B].copy()`), which no
-shuffled gather can beat. To
-compare, it times the real training step of each config in --train_configs on synthetic data
-(compile apart, median of the steps) and prints the pipeline/training ratio. Prints a table and,
-as its last line, one JSON object.
+shuffled gather can beat. To compare, it times the real training step of each config in
+--train_configs on synthetic data (compile apart, median of the steps) and prints the
+pipeline/training ratios. Prints a table and, as its last line, one JSON object.
 """
 
 import argparse
