@@ -15,7 +15,7 @@ def get_config():
   # An epoch visits each training person with two or more images once (16 steps on View 1). At
   # 64x64, 80 epochs underfit (View 1 test 0.819 alone) and 300 give 0.847. 96x96 is the strongest
   # lever since the learned metric (300 epochs, default96.py: 0.902 fused, AUC 0.968), but its step
-  # takes 2.3x as long; 200 epochs keep nearly all of it (0.900, AUC 0.964) in about 30 minutes.
+  # takes 2.3x as long; 200 epochs keep nearly all of it in about 30 minutes.
   config.num_epochs = 200
   config.data.image_size = 96
   config.data.crop = 150
