@@ -159,7 +159,8 @@ def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
   plots.roc({f"fold average (AUC {result['averaged_roc_auc']:.3f})":
              (np.array(result['averaged_roc']['fpr']), np.array(result['averaged_roc']['tpr']))},
             report.figure_path(workdir, report.ROC_VIEW2),
-            title=f"View 2: accuracy {result['mean_acc']:.3f} +- {result['standard_error']:.3f}",
+            title='View 2: accuracy ' + metrics.format_mean_and_standard_error(
+                result['mean_acc'], result['standard_error'], digits=3),
             faint_curves=[(np.array(f['roc']['fpr']), np.array(f['roc']['tpr']))
                           for f in fold_results], faint_label='single folds')
   report.write_report(workdir)
@@ -222,8 +223,8 @@ def format_table(protocol: str, result: dict) -> str:
     lines = [f"{'fold':>4} {'threshold':>10} {'accuracy':>9} {'AUC':>7} {'EER':>7}"]
     lines += [f"{f['fold']:>4} {f['threshold']:>10.4f} {f['test_acc']:>9.4f} "
               f"{f['test_auc']:>7.4f} {f['test_eer']:>7.4f}" for f in result['folds']]
-    lines.append(f"mean accuracy {result['mean_acc']:.4f} +- {result['standard_error']:.4f} "
-                 f"(standard error), AUC {result['mean_auc']:.4f}, fold-averaged ROC AUC "
+    accuracy = metrics.format_mean_and_standard_error(result['mean_acc'], result['standard_error'])
+    lines.append(f"mean accuracy {accuracy}, AUC {result['mean_auc']:.4f}, fold-averaged ROC AUC "
                  f"{result['averaged_roc_auc']:.4f}" + ('' if result['complete'] else
                                                         '  [partial: not all ten folds]'))
     return '\n'.join(lines)

@@ -138,6 +138,13 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
   return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
 
 
+def format_mean_and_standard_error(mean: float, standard_error: float, digits: int = 4) -> str:
+  """'mean +- standard error (standard error)', or the mean alone when one fold gave no error."""
+  if math.isnan(standard_error):
+    return f'{mean:.{digits}f} (one fold: no standard error)'
+  return f'{mean:.{digits}f} +- {standard_error:.{digits}f} (standard error)'
+
+
 def average_roc(curves: Sequence[tuple[np.ndarray, np.ndarray]],
                 fpr_grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Vertical average of ROC curves: the mean TPR of each (fpr, tpr) curve on a common FPR grid."""

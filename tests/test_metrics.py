@@ -126,6 +126,14 @@ def test_mean_and_standard_error_uses_sample_std():
   assert standard_error == pytest.approx(0.1 / math.sqrt(3))
 
 
+def test_one_fold_prints_its_mean_without_a_standard_error():
+  mean, standard_error = metrics.mean_and_standard_error([0.8917])
+  assert metrics.format_mean_and_standard_error(mean, standard_error) == (
+      '0.8917 (one fold: no standard error)')
+  assert metrics.format_mean_and_standard_error(0.745, 0.00957) == (
+      '0.7450 +- 0.0096 (standard error)')
+
+
 def test_average_roc_is_the_vertical_mean():
   perfect = (np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
   chance = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
