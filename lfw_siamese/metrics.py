@@ -139,7 +139,7 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_mean_and_standard_error(mean: float, standard_error: float, digits: int = 4) -> str:
-  """'mean +- standard error (standard error)', or the mean alone when one fold gave no error."""
+  """The mean with its standard error, or with a note that one fold has none."""
   if math.isnan(standard_error):
     return f'{mean:.{digits}f} (one fold: no standard error)'
   return f'{mean:.{digits}f} +- {standard_error:.{digits}f} (standard error)'

@@ -148,9 +148,8 @@ def _view2_lines(view2: Mapping[str, Any]) -> list[str]:
       f"{view2.get('paradigm', '?')} paradigm, {len(folds)} of 10 folds"
       + ('' if len(folds) == 10 else ' (**partial**: not the full protocol)') + '.',
       '',
-      '- mean accuracy ' + metrics.format_mean_and_standard_error(view2['mean_acc'],
-                                                                  view2['standard_error'])
-      + ', the standard error being the std with n-1 over sqrt(n)',
+      '- mean accuracy '
+      + metrics.format_mean_and_standard_error(view2['mean_acc'], view2['standard_error']),
       f"- mean AUC {_number(view2.get('mean_auc'))}; AUC of the fold-averaged ROC "
       f"{_number(view2.get('averaged_roc_auc'))}",
       f"- mean EER {_number(view2.get('mean_eer'))}; accuracy at a fixed 0.5 (not the protocol) "
