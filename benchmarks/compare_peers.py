@@ -21,7 +21,8 @@ import subprocess
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_DEFAULT_PEERS_PYTHON = os.environ.get('PEERS_PYTHON', '/work/peers-venv/bin/python')
+_DEFAULT_PEERS_PYTHON = os.environ.get('PEERS_PYTHON',
+                                       os.path.join(_HERE, 'peers', '.venv', 'bin', 'python'))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,9 +1,9 @@
-"""Times the reference dense layer's three products in each form models.matmul chooses between.
+"""Times the reference dense layer's three products in each form ops.matmul chooses between.
 
   python benchmarks/dense_layer_forms.py [--rounds 3]
 
 (128, 238144) x (238144, 1024), as in seed.py's step (64 pairs = 128 images), float32 and
-bfloat16 operands with float32 accumulation, each jitted alone with models.compiler_options();
+bfloat16 operands with float32 accumulation, each jitted alone with ops.compiler_options();
 prints the median of --rounds calls per form.
 """
 
@@ -15,7 +15,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from lfw_siamese import models
+from lfw_siamese.model import ops
 
 ROWS, DEPTH, UNITS = 128, 238144, 1024
 
@@ -27,8 +27,8 @@ def forms(dtype):
   w = (jax.random.normal(jax.random.key(1), (DEPTH, UNITS)) * 0.01).astype(dtype)
   g = jax.random.normal(jax.random.key(2), (ROWS, UNITS))
   return {
-      'forward as 1x1 conv': (models._matmul_as_conv, (x, w)),  # pylint: disable=protected-access
-      'forward as matmul': (models._matmul_as_dot, (x, w)),  # pylint: disable=protected-access
+      'forward as 1x1 conv': (ops._matmul_as_conv, (x, w)),  # pylint: disable=protected-access
+      'forward as matmul': (ops._matmul_as_dot, (x, w)),  # pylint: disable=protected-access
       'input grad g.w^T': (lambda g, w: jnp.dot(g.astype(w.dtype), w.T,
                                                 preferred_element_type=f32), (g, w)),
       'input grad (w.g^T)^T': (lambda g, w: lax.dot_general(
@@ -44,7 +44,7 @@ def main():
   args = parser.parse_args()
   for dtype in (jnp.float32, jnp.bfloat16):
     for name, (function, arguments) in forms(dtype).items():
-      jitted = jax.jit(function, compiler_options=models.compiler_options())
+      jitted = jax.jit(function, compiler_options=ops.compiler_options())
       jax.block_until_ready(jitted(*arguments))
       times = []
       for _ in range(args.rounds):

@@ -2,7 +2,7 @@
 
   python benchmarks/epoch_time.py [--config PATH] [--steps N] [--batch B] [--set FIELD=VALUE ...]
 
-Compiles the project's own train step (lfw_siamese.train.make_train_step, jitted as train.py
+Compiles the project's own train step (lfw_siamese.train_step.make_train_step, jitted as train.py
 jits it) apart, runs warm-up steps, then times N steps, each blocked until its results are
 ready, and reports the median. Achieved GFLOP/s uses XLA's cost analysis of the compiled step;
 beside it, a matmul ceiling measured in the same run (float32, and bfloat16 inputs with float32
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                       help='override a config field, e.g. --set model.compute_dtype=bfloat16')
   parser.add_argument('--plain-xla', action='store_true',
-                      help="jit without models.compiler_options() (XLA's default CPU libraries)")
+                      help="jit without ops.compiler_options() (XLA's default CPU libraries)")
   parser.add_argument('--no-ceiling', action='store_true', help='skip the matmul ceiling')
   return parser.parse_args(argv)
 
@@ -142,31 +142,32 @@ def main(argv=None) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import images as images_lib  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import models  # pylint: disable=g-import-not-at-top
   from lfw_siamese import sharding  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import train  # pylint: disable=g-import-not-at-top
+  from lfw_siamese import train_step  # pylint: disable=g-import-not-at-top
+  from lfw_siamese.data import images as images_lib  # pylint: disable=g-import-not-at-top
+  from lfw_siamese.model import networks  # pylint: disable=g-import-not-at-top
+  from lfw_siamese.model import ops  # pylint: disable=g-import-not-at-top
 
   batch_size = args.batch or config.batch_size
   config.batch_size = batch_size
   image_shape = tuple(images_lib.preprocessing(config.data).shape)
   epoch_steps, epoch_examples, unit = epoch_size(config, batch_size)
-  compiler_options = None if args.plain_xla else models.compiler_options()
+  compiler_options = None if args.plain_xla else ops.compiler_options()
 
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  model = models.build(config.model)
-  tx = train.make_optimizer(config, max(epoch_steps, 1))
-  step = jax.jit(train.make_train_step(model, tx, config), donate_argnums=0,
+  model = networks.build(config.model)
+  tx = train_step.make_optimizer(config, max(epoch_steps, 1))
+  step = jax.jit(train_step.make_train_step(model, tx, config), donate_argnums=0,
                  in_shardings=(replicated, sharding.batch_sharding(mesh), replicated),
                  out_shardings=(replicated, replicated), compiler_options=compiler_options)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   # CosFace's proxies: one per View 1 training person (peopleDevTrain lists 4,038).
   proxy_shape = (4038, config.model.dense_units) if config.cosface.weight else None
-  state = train.create_state_jitted(model, tx, image_shape, init_key, replicated, proxy_shape)
+  state = train_step.create_state_jitted(model, tx, image_shape, init_key, replicated, proxy_shape)
   batch = sharding.global_batch(
       synthetic_batch(config, batch_size, image_shape, np.random.default_rng(0)), mesh)
-  num_params = models.count_params(state.params)
+  num_params = networks.count_params(state.params)
 
   started = time.perf_counter()
   lowered = step.lower(state, batch, train_key)

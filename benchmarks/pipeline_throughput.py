@@ -23,27 +23,30 @@ import time
 import numpy as np
 
 import epoch_time  # benchmarks/, this script's own folder.
-from lfw_siamese import input_pipeline
-from lfw_siamese import tfds_lfw
+from lfw_siamese import train_step
 from lfw_siamese.configs import base
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data import images as images_lib
+from lfw_siamese.data import loading
+from lfw_siamese.data import samplers
+from lfw_siamese.data import tfds_lfw
+from lfw_siamese.data.lists import LfwDataError
 
 
 def time_view1(data_config, epochs: int, batch_size: int) -> dict:
   """Cold decode+cache of View 1, reload from the disk cache, warm pairs/s and the copy ceiling."""
-  input_pipeline.clear_memory_cache()
+  loading.clear_memory_cache()
   started = time.perf_counter()
-  train = input_pipeline.load_pairs(data_config, 'view1_train')
-  input_pipeline.load_pairs(data_config, 'view1_test')
+  train = loading.load_pairs(data_config, 'view1_train')
+  loading.load_pairs(data_config, 'view1_test')
   cold_s = time.perf_counter() - started
-  input_pipeline.clear_memory_cache()
+  loading.clear_memory_cache()
   started = time.perf_counter()
-  train = input_pipeline.load_pairs(data_config, 'view1_train')
-  input_pipeline.load_pairs(data_config, 'view1_test')
+  train = loading.load_pairs(data_config, 'view1_train')
+  loading.load_pairs(data_config, 'view1_test')
   disk_s = time.perf_counter() - started
   pipeline_rate = median_pairs_per_s(epochs, lambda epoch: (
       len(batch['labels'])
-      for batch in input_pipeline.pair_batches(train, batch_size, seed=0, epoch=epoch)))
+      for batch in samplers.pair_batches(train, batch_size, seed=0, epoch=epoch)))
   # The copy ceiling: a batch's bytes copied in order, with no gather.
   images = train.images
   copy_rate = median_pairs_per_s(epochs, lambda _: (
@@ -68,13 +71,13 @@ def time_training(config_name: str, steps: int) -> dict:
   """Median seconds of the real training step of a config, on synthetic batches of its shape."""
   import importlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import models, train  # pylint: disable=g-import-not-at-top
+  from lfw_siamese.model import networks  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'lfw_siamese.configs.{config_name}').get_config()
-  shape = input_pipeline.image_shape(config.data)
-  model = models.build(config.model)
-  tx = train.make_optimizer(config, steps_per_epoch=10)
-  state = train.create_state(model, tx, shape, jax.random.key(0))
-  step = jax.jit(train.make_train_step(model, tx, config))
+  shape = images_lib.image_shape(config.data)
+  model = networks.build(config.model)
+  tx = train_step.make_optimizer(config, steps_per_epoch=10)
+  state = train_step.create_state(model, tx, shape, jax.random.key(0))
+  step = jax.jit(train_step.make_train_step(model, tx, config))
   rng = np.random.default_rng(0)
   batch = epoch_time.synthetic_batch(config, config.batch_size, shape, rng)
   # Identity batches hold single images: as many as batch_size / 2 pairs.
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
       print(f'error: {error}', file=sys.stderr)
       return 2
     finally:
-      input_pipeline.clear_memory_cache()
+      loading.clear_memory_cache()
   results['training'] = {name: time_training(name, args.train_steps) for name in train_configs}
   pipeline, training = results['pipeline'], results['training']
   if training:

@@ -1,6 +1,6 @@
 """Levers of the BCE recipes, each measured on its own against one short baseline, resumably.
 
-  LFW_DIR=/work/shared/lfw python experiments/ablations.py --workdir runs/ablations [--only NAME ...]
+  LFW_DIR=path/to/lfw python experiments/ablations.py --workdir runs/ablations [--only NAME ...]
 
 Every run is declared below as (name, lever, overrides of BASELINE); each trains on View 1 into
 WORKDIR/NAME with train.train_and_evaluate and is skipped when WORKDIR/NAME/summary.json exists, so
@@ -15,10 +15,11 @@ import pathlib
 
 from lfw_siamese import checkpointing
 from lfw_siamese import host_memory
-from lfw_siamese import input_pipeline
-from lfw_siamese import models
 from lfw_siamese import train
+from lfw_siamese import workdir as workdir_lib
 from lfw_siamese.configs import unrestricted_bce
+from lfw_siamese.data import loading
+from lfw_siamese.model import networks
 
 
 def baseline_config():
@@ -81,11 +82,11 @@ def run_config(overrides):
 def rescore(source_workdir, config, workdir):
   """Scores source_workdir's best checkpoint with a scoring-only change of config (no training)."""
   _, params = checkpointing.load_best(str(source_workdir))
-  data = input_pipeline.training_data(config)
-  summary, _, _ = train.score(models.build(config.model), params, data, config)
+  data = loading.training_data(config)
+  summary, _, _ = train.score(networks.build(config.model), params, data, config)
   source = json.loads((source_workdir / 'summary.json').read_text())
   summary.update({name: source[name] for name in ('best_epoch', 'val_acc', 'train_seconds')},
-                 rescored_from=str(source_workdir), config=checkpointing.config_dict(config))
+                 rescored_from=str(source_workdir), config=workdir_lib.config_dict(config))
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
   return summary

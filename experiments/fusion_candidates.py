@@ -1,14 +1,14 @@
 """Which scores add to a trained network's fusion: each candidate scored on validation.
 
-  LFW_DIR=/work/shared/lfw python experiments/fusion_candidates.py --workdir runs/default \
+  LFW_DIR=path/to/lfw python experiments/fusion_candidates.py --workdir runs/default \
       [--only lbp6 hog6 ...] [--networks runs/other ...] [--wide-crop 200 --wide-size 80] \
       [--output candidates.md]
 
 For a workdir trained in the unrestricted paradigm, learns each candidate descriptor from its
-training people (as fusion.py learns the LBP ones: mirror-averaged features, PCA to 800
+training people (as classic/fusion.py learns the LBP ones: mirror-averaged features, PCA to 800
 dimensions, within-class whitening, cosine scores) and fits a logistic regression of the
-validation pairs on the network's logit, the 10x10-grid LBP cosine (session 6's stage) and one or
-two candidates. Candidates are ranked by the fused score's validation AUC under 10-fold
+validation pairs on the network's logit, the 10x10-grid LBP cosine (the first stage's only score)
+and one or two candidates. Candidates are ranked by the fused score's validation AUC under 10-fold
 cross-validation over the validation pairs (out-of-fold probabilities, so that more inputs gain
 nothing by fitting noise); the test columns are printed beside them, never used to choose.
 Candidates: LBP on 6x6 and 14x14 grids, HOG (8- and 6-pixel cells), LBP and HOG on a wider crop
@@ -24,11 +24,11 @@ import os
 
 import numpy as np
 
-from lfw_siamese import fusion
 from lfw_siamese import inference
-from lfw_siamese import input_pipeline
-from lfw_siamese import lbp
-from lfw_siamese import metrics
+from lfw_siamese.classic import fusion
+from lfw_siamese.classic import lbp
+from lfw_siamese.data import loading
+from lfw_siamese.evaluation import metrics
 
 DIMS = 800
 
@@ -114,7 +114,7 @@ def network_cosines(verifier, data, dims: int = 64) -> tuple[np.ndarray, np.ndar
 def other_network_logits(workdir: str, data) -> tuple[np.ndarray, np.ndarray]:
   """Another trained network's logits on the same validation and test pairs."""
   other = inference.load(workdir, with_fusion=False)
-  other_data = input_pipeline.training_data(other.config)
+  other_data = loading.training_data(other.config)
   for name in ('validation', 'test'):
     if not np.array_equal(getattr(other_data, name).names, getattr(data, name).names):
       raise SystemExit(f'{workdir}: its {name} pairs differ from --workdir\'s (protocol, fold, '
@@ -135,14 +135,14 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
 
   verifier = inference.load(args.workdir, with_fusion=False)
-  data = input_pipeline.training_data(verifier.config)
+  data = loading.training_data(verifier.config)
 
   def resized(crop, size):
     """The same training data preprocessed at another crop and size."""
     config = verifier.config.copy_and_resolve_references()
     with config.unlocked():
       config.data.crop, config.data.image_size = crop, size
-    return lambda: input_pipeline.training_data(config)
+    return lambda: loading.training_data(config)
 
   wide = resized(args.wide_crop, args.wide_size)
   network = [fusion.logit(verifier.score_pairs(pairs)) for pairs in (data.validation, data.test)]

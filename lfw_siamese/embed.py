@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from lfw_siamese import image_io
-from lfw_siamese import lists
+from lfw_siamese.data import image_io
+from lfw_siamese.data import lists
 
 
 def _parser() -> argparse.ArgumentParser:

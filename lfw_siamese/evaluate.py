@@ -5,35 +5,26 @@
   its fold; threshold chosen on the other nine folds' pairs; mean accuracy +- standard error.
 - oneshot: N-way one-shot identification among test people with two or more images.
 Each prints a table, writes DIR/eval_PROTOCOL.json and refreshes the figures and DIR/report.md.
-A workdir with a fusion stage (fusion.py) is scored with it; --cnn-only scores the network alone
-and writes DIR/eval_PROTOCOL_cnn_only.json, leaving the figures and report as they are.
+A workdir with a fusion stage (classic/fusion.py) is scored with it; --cnn-only scores the network
+alone and writes DIR/eval_PROTOCOL_cnn_only.json, leaving the figures and report as they are.
 """
 
 import argparse
-import json
-import os
 import sys
 from typing import Sequence
 
 import numpy as np
 
-from lfw_siamese import lists
-from lfw_siamese import metrics
-from lfw_siamese import plots
-from lfw_siamese import report
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.data import datasets
+from lfw_siamese.data import lists
+from lfw_siamese.data import loading
+from lfw_siamese.evaluation import metrics
+from lfw_siamese.evaluation import plots
+from lfw_siamese.evaluation import report
 
 PROTOCOLS = ('view1', 'view2', 'oneshot')
 ONE_SHOT_WAYS = (5, 10, 20)
-
-
-def fold_workdir(workdir: str, fold: int) -> str:
-  """Where experiments/view2_folds.py trains the model that holds out `fold`."""
-  return os.path.join(workdir, f'fold_{fold}')
-
-
-def result_path(workdir: str, protocol: str, with_fusion: bool = True) -> str:
-  """Where a protocol's result goes: DIR/eval_PROTOCOL.json, or ..._cnn_only.json."""
-  return os.path.join(workdir, f"eval_{protocol}{'' if with_fusion else '_cnn_only'}.json")
 
 
 def _load(workdir: str, lfw_dir: str | None, batch_size: int, with_fusion: bool = True):
@@ -46,23 +37,16 @@ def _load(workdir: str, lfw_dir: str | None, batch_size: int, with_fusion: bool 
   return verifier
 
 
-def _write_json(path: str, data: dict) -> None:
-  with open(path + '.tmp', 'w') as f:
-    json.dump(data, f, indent=2)
-  os.replace(path + '.tmp', path)
-
-
 def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int = 64,
                    with_fusion: bool = True) -> dict:
   """Scores the run's validation and test pairs; threshold from validation; figures and JSON."""
-  from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
   verifier = _load(workdir, lfw_dir, batch_size, with_fusion)
   if verifier.config.data.protocol != 'view1':
     raise ValueError(f'{workdir}: trained with data.protocol {verifier.config.data.protocol!r} '
                      f'(fold {verifier.config.data.fold}); --protocol view1 scores View 1 runs, '
                      'and View 2 fold runs are scored together with --protocol view2 on their '
                      'parent folder')
-  data = input_pipeline.training_data(verifier.config)
+  data = loading.training_data(verifier.config)
   val_scores = verifier.score_pairs(data.validation)
   test_scores = verifier.score_pairs(data.test)
   result = metrics.verification_report(val_scores, data.validation.labels, test_scores,
@@ -70,13 +54,13 @@ def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int 
   result.update(protocol='view1', paradigm=verifier.config.data.paradigm,
                 val_pairs=int(data.validation.labels.size), tar_at_far_caveat=report.TAR_CAVEAT)
   if not with_fusion:
-    _write_json(result_path(workdir, 'view1', with_fusion), result)
+    workdir_lib.write_json(workdir_lib.result_path(workdir, 'view1', with_fusion), result)
     return result
-  np.savez(os.path.join(workdir, 'eval_view1_scores.npz'), test_scores=test_scores,
+  np.savez(workdir_lib.path(workdir, workdir_lib.VIEW1_SCORES), test_scores=test_scores,
            test_labels=data.test.labels, test_names=data.test.names,
            test_numbers=data.test.numbers, val_scores=val_scores,
            val_labels=data.validation.labels)
-  _write_json(result_path(workdir, 'view1'), result)
+  workdir_lib.write_json(workdir_lib.result_path(workdir, 'view1'), result)
   report.plot_learning_curves(workdir)
   report.plot_test_pairs(workdir, data.test.images, data.test.labels, test_scores,
                          result['threshold'])
@@ -129,36 +113,35 @@ def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
                    lfw_dir: str | None = None, batch_size: int = 64,
                    with_fusion: bool = True) -> dict:
   """The 10-fold protocol over DIR/fold_k workdirs; figures and DIR/eval_view2.json."""
-  from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
-  missing = [k for k in folds if not os.path.exists(os.path.join(fold_workdir(workdir, k),
-                                                                 'summary.json'))]
+  missing = [k for k in folds if not workdir_lib.has_summary(workdir_lib.fold_workdir(workdir, k))]
   if missing:
     raise FileNotFoundError(
         f'{workdir}: folds {missing} are not trained yet (no fold_k/summary.json); run '
         f'python experiments/view2_folds.py --workdir {workdir}')
   fold_results, paradigms = [], set()
   for k in folds:
-    verifier = _load(fold_workdir(workdir, k), lfw_dir, batch_size, with_fusion)
+    verifier = _load(workdir_lib.fold_workdir(workdir, k), lfw_dir, batch_size, with_fusion)
     data_config = verifier.config.data
     if data_config.protocol != 'view2' or int(data_config.fold) != k:
-      raise ValueError(f'{fold_workdir(workdir, k)}/config.json: expected data.protocol view2 and '
+      raise ValueError(f'{workdir_lib.fold_workdir(workdir, k)}/config.json: expected '
+                       'data.protocol view2 and '
                        f'data.fold {k}, got {data_config.protocol} fold {data_config.fold}')
     paradigms.add(data_config.paradigm)
-    threshold_pairs = input_pipeline.concatenate_pairs(
-        [input_pipeline.load_pairs(data_config, f'fold{j}') for j in range(10) if j != k])
-    test_pairs = input_pipeline.load_pairs(data_config, f'fold{k}')
+    threshold_pairs = datasets.concatenate_pairs(
+        [loading.load_pairs(data_config, f'fold{j}') for j in range(10) if j != k])
+    test_pairs = loading.load_pairs(data_config, f'fold{k}')
     fold_results.append({'fold': k, **evaluate_fold(verifier, threshold_pairs, test_pairs)})
     print(f"fold {k}: accuracy {fold_results[-1]['test_acc']:.4f} at threshold "
           f"{fold_results[-1]['threshold']:.4f}", file=sys.stderr)
   result = {'protocol': 'view2', 'paradigm': '/'.join(sorted(paradigms)),
             'complete': sorted(folds) == list(range(10)), **summarize_folds(fold_results),
             'folds': fold_results}
-  _write_json(result_path(workdir, 'view2', with_fusion), result)
+  workdir_lib.write_json(workdir_lib.result_path(workdir, 'view2', with_fusion), result)
   if not with_fusion:
     return result
   plots.roc({f"fold average (AUC {result['averaged_roc_auc']:.3f})":
              (np.array(result['averaged_roc']['fpr']), np.array(result['averaged_roc']['tpr']))},
-            report.figure_path(workdir, report.ROC_VIEW2),
+            workdir_lib.figure_path(workdir, report.ROC_VIEW2),
             title='View 2: accuracy ' + metrics.format_mean_and_standard_error(
                 result['mean_acc'], result['standard_error'], digits=3),
             faint_curves=[(np.array(f['roc']['fpr']), np.array(f['roc']['tpr']))
@@ -185,10 +168,9 @@ def evaluate_one_shot(workdir: str, *, ways: Sequence[int] = ONE_SHOT_WAYS, tria
                       seed: int = 0, lfw_dir: str | None = None, batch_size: int = 64,
                       with_fusion: bool = True) -> dict:
   """Koch et al.'s N-way one-shot identification; figures and DIR/eval_oneshot.json."""
-  from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
   verifier = _load(workdir, lfw_dir, batch_size, with_fusion)
   split = one_shot_split(verifier.config.data)
-  identities = input_pipeline.load_identities(verifier.config.data, split)
+  identities = loading.load_identities(verifier.config.data, split)
   people, counts = np.unique(identities.person_ids, return_counts=True)
   keep = np.isin(identities.person_ids, people[counts >= 2])
   person_ids = identities.person_ids[keep]
@@ -202,10 +184,10 @@ def evaluate_one_shot(workdir: str, *, ways: Sequence[int] = ONE_SHOT_WAYS, tria
                     'ci95': list(metrics.wilson_interval(int(correct.sum()), trials))})
   result = {'protocol': 'oneshot', 'split': split, 'people': int((counts >= 2).sum()),
             'images': int(keep.sum()), 'seed': seed, 'results': results}
-  _write_json(result_path(workdir, 'oneshot', with_fusion), result)
+  workdir_lib.write_json(workdir_lib.result_path(workdir, 'oneshot', with_fusion), result)
   if not with_fusion:
     return result
-  plots.one_shot_accuracy(results, report.figure_path(workdir, report.ONE_SHOT))
+  plots.one_shot_accuracy(results, workdir_lib.figure_path(workdir, report.ONE_SHOT))
   report.write_report(workdir)
   return result
 
@@ -279,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(format_table(args.protocol, result))
-  written = result_path(args.workdir, args.protocol, not args.cnn_only)
+  written = workdir_lib.result_path(args.workdir, args.protocol, not args.cnn_only)
   print(f'wrote {written}' + ('' if args.cnn_only else
-                              f' and {os.path.join(args.workdir, report.REPORT)}'))
+                              f' and {workdir_lib.path(args.workdir, workdir_lib.REPORT)}'))
   return 0
 
 

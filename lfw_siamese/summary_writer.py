@@ -5,7 +5,7 @@ import os
 
 from tensorboardX import SummaryWriter
 
-METRICS_FILE = 'metrics.jsonl'
+from lfw_siamese import workdir as workdir_lib
 
 
 class MetricWriter:
@@ -13,13 +13,14 @@ class MetricWriter:
 
   def __init__(self, workdir: str, enabled: bool = True):
     self._workdir = workdir
-    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard')) if enabled else None
+    self._tensorboard = (SummaryWriter(workdir_lib.path(workdir, workdir_lib.TENSORBOARD))
+                         if enabled else None)
 
   def write_history(self, history: list[dict]) -> None:
     """Rewrites metrics.jsonl, one JSON object per finished epoch (resumes never duplicate)."""
     if self._tensorboard is None:
       return
-    path = os.path.join(self._workdir, METRICS_FILE)
+    path = workdir_lib.path(self._workdir, workdir_lib.METRICS)
     with open(path + '.tmp', 'w') as f:
       f.writelines(json.dumps(record) + '\n' for record in history)
     os.replace(path + '.tmp', path)

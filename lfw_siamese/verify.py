@@ -12,8 +12,8 @@ import os
 import sys
 from typing import NamedTuple
 
-from lfw_siamese import image_io
-from lfw_siamese import lists
+from lfw_siamese.data import image_io
+from lfw_siamese.data import lists
 
 
 class UsageError(ValueError):

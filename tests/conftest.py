@@ -1,4 +1,4 @@
-"""Shared fixtures: a fake LFW built once per session, and real LFW when LFW_DIR is set."""
+"""Shared fixtures: a fake LFW built once per test run, and real LFW when LFW_DIR is set."""
 
 import os
 import pathlib
@@ -22,7 +22,7 @@ def data_config(**overrides):
 
 @pytest.fixture(scope='session')
 def fake_lfw(tmp_path_factory) -> pathlib.Path:
-  """A fake LFW tree (deep-funneled layout, 30 people), shared by the session: do not modify it.
+  """A fake LFW tree (deep-funneled layout, 30 people), shared by the test run: do not modify it.
 
   To change files, build your own with fake_lfw.make_fake_lfw(tmp_path, ...).
   """
@@ -36,7 +36,7 @@ def _fake_tfds_dir(fake_lfw, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture
 def fake_data_config(fake_lfw, _fake_tfds_dir):
-  """config.data reading the session's fake LFW (TFDS dir and cache shared by the session)."""
+  """config.data reading the fake LFW of the test run (TFDS dir and cache shared by the run)."""
   return data_config(lfw_dir=str(fake_lfw), tfds_dir=str(_fake_tfds_dir))
 
 
@@ -50,8 +50,8 @@ def real_lfw_dir() -> pathlib.Path:
 
 @pytest.fixture(scope='session')
 def _real_tfds_dir(real_lfw_dir, tmp_path_factory) -> str:
-  """Prepares the real LFW TFDS datasets once per session; $TFDS_DATA_DIR (CI reuses it) or tmp."""
-  from lfw_siamese import tfds_lfw  # pylint: disable=g-import-not-at-top
+  """Prepares the real LFW TFDS datasets once per test run; $TFDS_DATA_DIR (CI reuses it) or tmp."""
+  from lfw_siamese.data import tfds_lfw  # pylint: disable=g-import-not-at-top
   tfds_dir = os.environ.get('TFDS_DATA_DIR') or str(tmp_path_factory.mktemp('real_tfds'))
   started = time.perf_counter()
   tfds_lfw.prepare(data_config(lfw_dir=str(real_lfw_dir), tfds_dir=tfds_dir))
@@ -62,5 +62,5 @@ def _real_tfds_dir(real_lfw_dir, tmp_path_factory) -> str:
 
 @pytest.fixture
 def real_data_config(real_lfw_dir, _real_tfds_dir):
-  """config.data for real LFW (skips when LFW_DIR is unset), datasets prepared once per session."""
+  """config.data for real LFW (skips when LFW_DIR is unset), datasets prepared once per test run."""
   return data_config(lfw_dir=str(real_lfw_dir), tfds_dir=_real_tfds_dir)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lfw_siamese import augment
+from lfw_siamese.model import augment
 
 
 def _config(flip, affine):

@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from lfw_siamese import data
-from lfw_siamese import input_pipeline
 from lfw_siamese.configs import base
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data import cli as data
+from lfw_siamese.data import datasets
+from lfw_siamese.data import loading
+from lfw_siamese.data.lists import LfwDataError
 
 REPO = pathlib.Path(__file__).parent.parent
 
@@ -35,7 +36,7 @@ def exported(fake_data_config, tmp_path):
 
 
 def assert_same_sets(left, right):
-  for a, b in zip(input_pipeline._arrays(left), input_pipeline._arrays(right)):
+  for a, b in zip(datasets.arrays(left), datasets.arrays(right)):
     np.testing.assert_array_equal(a, b)
 
 
@@ -44,9 +45,9 @@ def assert_same_sets(left, right):
 def test_bundle_gives_the_same_training_data(exported, protocol, fold, paradigm):
   config, path = exported
   config.data.update(protocol=protocol, fold=fold, paradigm=paradigm, validation_fraction=0.2)
-  from_tfds = input_pipeline.training_data(config)
+  from_tfds = loading.training_data(config)
   config.data.bundle = path
-  from_bundle = input_pipeline.training_data(config)
+  from_bundle = loading.training_data(config)
   for name in ('train', 'validation', 'test'):
     assert_same_sets(getattr(from_tfds, name), getattr(from_bundle, name))
   assert len(from_bundle.test) and len(from_bundle.validation)
@@ -59,8 +60,8 @@ def test_bundle_stores_each_image_once(exported):
     assert len(keys) == len(arrays['images']) == len(arrays['image_names'])
     people = set()
     for split in ('view1_train', 'view1_test'):
-      people.update(zip(input_pipeline.load_identities(config.data, split).names.tolist(),
-                        input_pipeline.load_identities(config.data, split).numbers.tolist()))
+      people.update(zip(loading.load_identities(config.data, split).names.tolist(),
+                        loading.load_identities(config.data, split).numbers.tolist()))
     assert keys == people  # Every image of the people lists; the pairs' are among them.
 
 
@@ -94,7 +95,7 @@ def test_a_bundle_of_other_data_is_refused(exported, change, message):
   config, path = exported
   config.data.update(bundle=path, **change)
   with pytest.raises(LfwDataError, match=message) as error:
-    input_pipeline.load_pairs(config.data, 'view1_test')
+    loading.load_pairs(config.data, 'view1_test')
   assert path in str(error.value)
 
 
@@ -105,20 +106,20 @@ def test_missing_split_missing_file_and_foreign_file(fake_data_config, tmp_path)
   config.data.bundle = view1_only
   with pytest.raises(LfwDataError, match=r"no pairs of split 'fold3' \(it holds: view1_test, "
                                          r"view1_train\)"):
-    input_pipeline.load_pairs(config.data, 'fold3')
+    loading.load_pairs(config.data, 'fold3')
   config.data.bundle = str(tmp_path / 'absent.npz')
   with pytest.raises(LfwDataError, match='absent.npz does not exist'):
-    input_pipeline.load_identities(config.data, 'view1_train')
+    loading.load_identities(config.data, 'view1_train')
   foreign = tmp_path / 'foreign.npz'
   np.savez(foreign, images=np.zeros(3))
   config.data.bundle = str(foreign)
   with pytest.raises(LfwDataError, match='foreign.npz is not a bundle of format 1'):
-    input_pipeline.load_pairs(config.data, 'view1_test')
+    loading.load_pairs(config.data, 'view1_test')
   garbage = tmp_path / 'garbage.npz'
   garbage.write_bytes(b'not a zip file')
   config.data.bundle = str(garbage)
   with pytest.raises(LfwDataError, match='garbage.npz is not a readable .npz bundle'):
-    input_pipeline.load_pairs(config.data, 'view1_test')
+    loading.load_pairs(config.data, 'view1_test')
 
 
 def test_export_cli(fake_data_config, tmp_path, capsys):
@@ -141,10 +142,10 @@ def test_export_cli(fake_data_config, tmp_path, capsys):
   assert smaller['people_images'] == 0 and smaller['pairs'] == result['pairs']
   assert smaller['images'] < result['images']  # Fake people outside the pair lists are left out.
   restricted = small_config(fake_data_config, bundle=str(pairs_only))
-  assert len(input_pipeline.training_data(restricted).train) > 0
+  assert len(loading.training_data(restricted).train) > 0
   restricted.data.paradigm = 'unrestricted'
   with pytest.raises(LfwDataError, match="no people of split 'view1_train'"):
-    input_pipeline.training_data(restricted)
+    loading.training_data(restricted)
   assert data.main(['export', '--config', str(tmp_path / 'nope.py'), '--output',
                     str(output)]) == 2
   assert 'nope.py: no such file' in capsys.readouterr().err

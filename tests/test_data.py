@@ -15,11 +15,11 @@ from PIL import Image
 
 import fake_lfw as fake_lfw_lib
 from conftest import data_config
-from lfw_siamese import data
-from lfw_siamese import lists
-from lfw_siamese import sources
-from lfw_siamese import tfds_lfw
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data import cli as data
+from lfw_siamese.data import lists
+from lfw_siamese.data import sources
+from lfw_siamese.data import tfds_lfw
+from lfw_siamese.data.lists import LfwDataError
 
 
 def prepare(root, tmp_path, **overrides):
@@ -233,9 +233,9 @@ def test_download_failures_are_reported(tmp_path, mirror, monkeypatch):
 
 def test_processes_starting_together_prepare_once(tmp_path):
   root = fake_lfw_lib.make_fake_lfw(tmp_path / 'lfw')
-  script = ('import sys; from conftest import data_config; from lfw_siamese import input_pipeline;'
+  script = ('import sys; from conftest import data_config; from lfw_siamese.data import loading;'
             f"c = data_config(lfw_dir={str(root)!r}, tfds_dir={str(tmp_path / 'tfds')!r});"
-            "print(len(input_pipeline.load_pairs(c, 'fold2')))")
+            "print(len(loading.load_pairs(c, 'fold2')))")
   env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path),
          'PYTHONPATH': str(pathlib.Path(__file__).parent)}
   runs = [subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,

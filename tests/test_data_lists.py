@@ -3,8 +3,8 @@
 import pytest
 
 import fake_lfw as fake_lfw_lib
-from lfw_siamese import lists
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data import lists
+from lfw_siamese.data.lists import LfwDataError
 
 
 def test_reads_the_fake_pair_lists(fake_lfw):

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from conftest import data_config
-from lfw_siamese import data
-from lfw_siamese import input_pipeline as ip
-from lfw_siamese import sources
-from lfw_siamese import tfds_lfw
+from lfw_siamese.data import cli as data
+from lfw_siamese.data import loading
+from lfw_siamese.data import samplers
+from lfw_siamese.data import sources
+from lfw_siamese.data import tfds_lfw
 
 
 @pytest.fixture(scope='module')
@@ -59,9 +60,9 @@ def test_stored_bytes_are_the_upstream_files(real_data_config, real_lfw_dir):
 
 def test_view1_test_pairs_through_the_pipeline(real_data_config):
   real_data_config.update(crop=120, image_size=32)
-  pairs = ip.load_pairs(real_data_config, 'view1_test')
+  pairs = loading.load_pairs(real_data_config, 'view1_test')
   assert pairs.images.shape == (1000, 2, 32, 32, 1)
   assert pairs.labels.sum() == 500
-  batch = next(ip.pair_batches(pairs, 64, seed=0, epoch=0))
+  batch = next(samplers.pair_batches(pairs, 64, seed=0, epoch=0))
   assert batch['images'].shape == (64, 2, 32, 32, 1) and batch['images'].dtype == np.uint8
   assert batch['images'].std() > 0.05 * 255

@@ -12,7 +12,8 @@ import eval_workdir
 from lfw_siamese import checkpointing
 from lfw_siamese import evaluate
 from lfw_siamese import inference
-from lfw_siamese import metrics
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.evaluation import metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
 import view2_folds  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -132,7 +133,7 @@ def view2_workdir(tmp_path_factory):
 
 def test_view2_driver_trains_and_scores_folds(view2_workdir):
   for k in (0, 1):
-    fold_config = checkpointing.read_config(evaluate.fold_workdir(view2_workdir, k))
+    fold_config = workdir_lib.read_config(workdir_lib.fold_workdir(view2_workdir, k))
     assert fold_config.data.protocol == 'view2' and fold_config.data.fold == k
   with open(os.path.join(view2_workdir, 'eval_view2.json')) as f:
     result = json.load(f)
@@ -149,24 +150,24 @@ def test_view2_driver_trains_and_scores_folds(view2_workdir):
 
 def test_view2_driver_resumes_and_refuses_another_config(view2_workdir, capsys):
   config = view2_folds.fold_config(
-      checkpointing.read_config(evaluate.fold_workdir(view2_workdir, 0)), 0)
+      workdir_lib.read_config(workdir_lib.fold_workdir(view2_workdir, 0)), 0)
 
   def must_not_train(*args):
     raise AssertionError(f'fold retrained: {args[1]}')
 
   view2_folds.train_folds(config, view2_workdir, [0, 1], train_fn=must_not_train)  # Done: skipped.
-  os.rename(os.path.join(evaluate.fold_workdir(view2_workdir, 1), 'summary.json'),
+  os.rename(os.path.join(workdir_lib.fold_workdir(view2_workdir, 1), 'summary.json'),
             os.path.join(view2_workdir, 'summary_1.json'))
   resumed = []
   view2_folds.train_folds(config, view2_workdir, [0, 1], train_fn=lambda c, w: resumed.append(w))
   os.rename(os.path.join(view2_workdir, 'summary_1.json'),
-            os.path.join(evaluate.fold_workdir(view2_workdir, 1), 'summary.json'))
-  assert resumed == [evaluate.fold_workdir(view2_workdir, 1)]
+            os.path.join(workdir_lib.fold_workdir(view2_workdir, 1), 'summary.json'))
+  assert resumed == [workdir_lib.fold_workdir(view2_workdir, 1)]
   config.learning_rate = 0.5
-  with pytest.raises(checkpointing.WorkdirConflict, match='learning_rate'):
+  with pytest.raises(workdir_lib.WorkdirConflict, match='learning_rate'):
     view2_folds.train_folds(config, view2_workdir, [0], train_fn=must_not_train)
   capsys.readouterr()
-  fold_0 = evaluate.fold_workdir(view2_workdir, 0)
+  fold_0 = workdir_lib.fold_workdir(view2_workdir, 0)
   assert evaluate.main(['--workdir', fold_0, '--protocol', 'view1']) == 1
   assert "trained with data.protocol 'view2' (fold 0)" in capsys.readouterr().err
   assert evaluate.main(['--workdir', view2_workdir, '--protocol', 'view2']) == 1
@@ -188,7 +189,7 @@ def test_missing_workdir_is_a_one_line_error(tmp_path, capsys):
 
 def test_untrained_workdir_is_a_one_line_error(tmp_path, capsys):
   workdir = str(tmp_path / 'fresh')
-  checkpointing.prepare_workdir(workdir, eval_workdir.tiny_config(str(tmp_path)), restart=False)
+  workdir_lib.prepare(workdir, eval_workdir.tiny_config(str(tmp_path)), restart=False)
   assert evaluate.main(['--workdir', workdir, '--protocol', 'oneshot']) == 1
   error = capsys.readouterr().err
   assert 'no checkpoint yet' in error and error.count('\n') == 1
@@ -199,13 +200,13 @@ def test_real_lfw_protocol_sizes(tmp_path):
   if not os.environ.get('LFW_DIR'):
     pytest.skip('LFW_DIR is unset: point it at an extracted LFW to run this test')
   import jax  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import models  # pylint: disable=g-import-not-at-top
   from lfw_siamese.configs import tiny  # pylint: disable=g-import-not-at-top
+  from lfw_siamese.model import networks  # pylint: disable=g-import-not-at-top
   # A hand-built workdir (untrained parameters): this checks the protocols' data, not the model.
   config = tiny.get_config()
   workdir = str(tmp_path / 'real')
-  checkpointing.prepare_workdir(workdir, config, restart=False)
-  params = models.init(models.build(config.model), jax.random.key(0), (32, 32, 1))
+  workdir_lib.prepare(workdir, config, restart=False)
+  params = networks.init(networks.build(config.model), jax.random.key(0), (32, 32, 1))
   checkpoints = checkpointing.Checkpoints(workdir)
   checkpoints.save_best(1, params, {'epoch': 1, 'val_acc': 0.5})
   checkpoints.close()

@@ -12,17 +12,18 @@ import pytest
 import eval_workdir
 import fake_lfw
 import train_fakes
-from lfw_siamese import checkpointing
 from lfw_siamese import config_check
 from lfw_siamese import embed
 from lfw_siamese import evaluate
-from lfw_siamese import fusion
 from lfw_siamese import inference
-from lfw_siamese import lbp
-from lfw_siamese import metrics
-from lfw_siamese import models
+from lfw_siamese import refit_fusion
 from lfw_siamese import train
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.classic import fusion
+from lfw_siamese.classic import lbp
 from lfw_siamese.configs import base
+from lfw_siamese.evaluation import metrics
+from lfw_siamese.model import networks
 
 
 def test_uniform_patterns_get_58_bins_and_the_rest_one():
@@ -123,7 +124,7 @@ def fused_run(tmp_path_factory):
 
 def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   workdir, _, _, summary = fused_run
-  assert os.path.exists(os.path.join(workdir, fusion.FILE))
+  assert os.path.exists(os.path.join(workdir, workdir_lib.FUSION_STAGE))
   for name in ('test_acc', 'test_auc', 'threshold'):
     assert 0 <= summary[name] <= 1 and 0 <= summary[f'cnn_only_{name}'] <= 1
   assert 0 <= summary['lbp_only_threshold'] <= 1 and summary['lbp_only_test_auc'] > 0.5
@@ -142,7 +143,8 @@ def test_loaded_verifier_scores_as_training_did(fused_run):
   assert metrics.accuracy(fused, data.test.labels, verifier.threshold) == summary['test_acc']
   cnn = inference.load(workdir, with_fusion=False)
   assert cnn.fusion is None and cnn.threshold == summary['cnn_only_threshold']
-  expected = train.predict_probabilities(models.build(config.model), cnn.params, data.test, config)
+  expected = train.network_probabilities(networks.build(config.model), cnn.params, data.test,
+                                         config)
   np.testing.assert_allclose(cnn.score_pairs(data.test), expected, atol=1e-5)
   # Embedding once and scoring row subsets (one-shot, verify_many) gives the same scores.
   embedded_a = verifier.embed_for_scoring(data.test.images[:, 0])
@@ -170,12 +172,12 @@ def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_p
   np.testing.assert_array_equal(again.weights, stage.weights)
   np.testing.assert_array_equal(again.embed(images[:, 0]), a)
   np.testing.assert_array_equal(again.metric.embed(a), metric_a)
-  # A stage without the metric (session 7's) saves and loads as such.
+  # A stage without the metric (as saved before it existed) saves and loads as such.
   plain = dataclasses.replace(stage, weights=stage.weights[[0, 1, 2, 4]], metric=None)
   plain.save(str(tmp_path))
   again = fusion.load(str(tmp_path))
   assert again.metric is None and again.cosines(a, b).shape == (5, 2)
-  np.savez(os.path.join(tmp_path, fusion.FILE), fusion_weights=stage.weights,
+  np.savez(os.path.join(tmp_path, workdir_lib.FUSION_STAGE), fusion_weights=stage.weights,
            **{f'd{i}_{name}': array for i, descriptor in enumerate(stage.descriptors)
               for name, array in descriptor.arrays().items()})
   with pytest.raises(ValueError, match=r'2 descriptors and weights of shape \(5,\)'):
@@ -186,7 +188,8 @@ def test_stage_in_the_single_descriptor_layout_still_loads(fused_run, tmp_path):
   workdir, _, data, _ = fused_run
   first = fusion.load(workdir).descriptors[0]
   weights = np.array([1.5, 20.0, -0.3])
-  np.savez(os.path.join(tmp_path, fusion.FILE), fusion_weights=weights, **first.arrays())
+  np.savez(os.path.join(tmp_path, workdir_lib.FUSION_STAGE), fusion_weights=weights,
+           **first.arrays())
   old = fusion.load(str(tmp_path))
   assert len(old.descriptors) == 1 and old.descriptors[0].grid == first.grid
   images = data.test.images[:4]
@@ -208,7 +211,8 @@ def test_fusion_needs_the_unrestricted_paradigm():
                                                        r'integers from 1 to 8 .*got \(1, 9\)'):
     config_check.validate(config)
   with pytest.raises(ValueError, match='lbp_fusion.dims: expected an integer of 2 or more'):
-    fusion.check_settings(ml_collections.ConfigDict({'radii': (1,), 'grids': (4,), 'dims': 1}), 32)
+    config_check.check_lbp_fusion(
+        ml_collections.ConfigDict({'radii': (1,), 'grids': (4,), 'dims': 1}), 32)
   for field, value, message in (('steps', -1, 'an integer of 0 or more'),
                                 ('people_per_batch', 1, 'an integer of 2 or more'),
                                 ('dropout', 1.0, r'a number in \[0, 1\)'),
@@ -216,11 +220,11 @@ def test_fusion_needs_the_unrestricted_paradigm():
     settings = base.get_config().lbp_fusion
     settings.metric[field] = value
     with pytest.raises(ValueError, match=rf'lbp_fusion.metric.{field}: expected {message}'):
-      fusion.check_settings(settings, 32)
+      config_check.check_lbp_fusion(settings, 32)
   for grids in ((4, 4), (), 4, (17,)):
     settings = ml_collections.ConfigDict({'radii': (1,), 'grids': grids, 'dims': 8})
     with pytest.raises(ValueError, match='lbp_fusion.grids: expected distinct integers from 1 to'):
-      fusion.check_settings(settings, 32)
+      config_check.check_lbp_fusion(settings, 32)
 
 
 @pytest.fixture(scope='module')
@@ -239,7 +243,7 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
     before = json.load(f)
   # Fitted twice, the second time with fewer grids: nothing of the first stage stays.
   for grids, metric_steps in (('4,2', '30'), ('4', '0')):
-    assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', grids,
+    assert refit_fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', grids,
                         '--dims', '16', '--metric-steps', metric_steps]) == 0
   assert 'CNN alone' in capsys.readouterr().out
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
@@ -259,16 +263,16 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   assert evaluate.main(
       ['--workdir', unrestricted_workdir, '--protocol', 'view1', '--cnn-only']) == 0
   assert 'eval_view1_cnn_only.json' in capsys.readouterr().out
-  with open(evaluate.result_path(unrestricted_workdir, 'view1', with_fusion=False)) as f:
+  with open(workdir_lib.result_path(unrestricted_workdir, 'view1', with_fusion=False)) as f:
     alone = json.load(f)
   assert alone['test_acc'] == pytest.approx(after['cnn_only_test_acc'])
-  with open(evaluate.result_path(unrestricted_workdir, 'view1')) as f:
+  with open(workdir_lib.result_path(unrestricted_workdir, 'view1')) as f:
     assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
 
 
 def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
-  if not os.path.exists(os.path.join(unrestricted_workdir, fusion.FILE)):
-    fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
+  if not os.path.exists(os.path.join(unrestricted_workdir, workdir_lib.FUSION_STAGE)):
+    refit_fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
   paths = []
   for name, (person, number) in {'a1': (0, 1), 'a2': (0, 2), 'b1': (3, 1)}.items():
     paths.append(str(tmp_path / f'{name}.png'))
@@ -289,21 +293,21 @@ def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
   restricted = eval_workdir.trained_workdir(str(tmp_path / 'restricted'))
-  assert fusion.main(['--workdir', restricted]) == 1
+  assert refit_fusion.main(['--workdir', restricted]) == 1
   assert 'unrestricted paradigm only' in capsys.readouterr().err
-  assert fusion.main(['--workdir', str(tmp_path / 'missing')]) == 1
+  assert refit_fusion.main(['--workdir', str(tmp_path / 'missing')]) == 1
   assert 'summary.json: no such file' in capsys.readouterr().err
-  assert fusion.main(['--workdir', restricted, '--radii', 'one']) == 2
+  assert refit_fusion.main(['--workdir', restricted, '--radii', 'one']) == 2
   assert "--radii: expected comma-separated integers, got 'one'" in capsys.readouterr().err
-  assert fusion.main(['--workdir', restricted, '--grids', '10,x']) == 2
+  assert refit_fusion.main(['--workdir', restricted, '--grids', '10,x']) == 2
   assert "--grids: expected comma-separated integers, got '10,x'" in capsys.readouterr().err
 
 
 def test_unreadable_stage_is_named(tmp_path):
   workdir = eval_workdir.trained_workdir(str(tmp_path / 'run'))
-  with open(os.path.join(workdir, fusion.FILE), 'wb') as f:
+  with open(os.path.join(workdir, workdir_lib.FUSION_STAGE), 'wb') as f:
     f.write(b'not an npz')
-  with pytest.raises(ValueError, match=f'{fusion.FILE}: not a fusion stage'):
+  with pytest.raises(ValueError, match=f'{workdir_lib.FUSION_STAGE}: not a fusion stage'):
     inference.load(workdir)
 
 
@@ -317,16 +321,16 @@ def test_cli_missing_data_is_one_line(unrestricted_workdir, tmp_path, capsys):
                         cache_dir=str(tmp_path / 'no_cache'))
   with open(config_path, 'w') as f:
     json.dump(config, f)
-  assert fusion.main(['--workdir', moved]) == 1
+  assert refit_fusion.main(['--workdir', moved]) == 1
   error = capsys.readouterr().err
   assert error.startswith('error: No LFW data') and error.count('\n') == 1
 
 
 def test_a_workdir_from_before_grids_resumes_without_a_conflict():
-  new = checkpointing.config_dict(base.get_config())
+  new = workdir_lib.config_dict(base.get_config())
   old = json.loads(json.dumps(new))
   old['lbp_fusion'] = {'enabled': True, 'radii': [1, 2, 3], 'grid': 10, 'dims': 800}
-  assert checkpointing.config_differences(old, new) == []
+  assert workdir_lib.config_differences(old, new) == []
 
 
 @pytest.fixture
@@ -345,50 +349,3 @@ def test_fusion_candidates_experiment_tables_each_candidate(unrestricted_workdir
   assert names == ['| network + lbp10', '| network + lbp10 + lbp6', '| network + lbp10 + hog8',
                    '| network + lbp10 + lbp6 + hog8', '| lbp10 alone', '| lbp6 alone',
                    '| hog8 alone']
-
-
-def test_metric_inputs_experiment_tables_its_variants(unrestricted_workdir, tmp_path,
-                                                      experiments_path):
-  import metric_inputs  # pylint: disable=g-import-not-at-top
-  output = tmp_path / 'table.md'
-  metric_inputs.main(['--workdir', unrestricted_workdir, '--only', 'no_metric', 'seeds3',
-                      'shifted_plain_mirror_rows', 'res64_128_fused', '--dims', '16',
-                      '--metric-steps', '10', '--metric-width', '16', '--output', str(output)])
-  rows = output.read_text().splitlines()[2:]
-  assert [row.split(' | ')[0] for row in rows] == [
-      '| no_metric', '| seeds3', '| shifted_plain_mirror_rows', '| res64_128_fused']
-  for row in rows:
-    auc, validation_acc, test_acc, test_auc = (float(v) for v in row.split(' | ')[5:9])
-    assert 0 <= auc <= 1 and 0 <= validation_acc <= 1 and 0 <= test_acc <= 1 and 0 <= test_auc <= 1
-  assert rows[0].split(' | ')[9] == '' and 0 <= float(rows[1].split(' | ')[9]) <= 1
-
-
-def test_threshold_rules_experiment_scores_both_rules(unrestricted_workdir, capsys,
-                                                      experiments_path):
-  import threshold_rules  # pylint: disable=g-import-not-at-top
-  assert fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', '4',
-                      '--dims', '16', '--metric-steps', '0']) == 0
-  capsys.readouterr()
-  threshold_rules.main([unrestricted_workdir])
-  row = capsys.readouterr().out.splitlines()[-1].split(' | ')
-  assert row[0] == f'| {unrestricted_workdir}' and int(row[1]) > 0
-  assert all(0 <= float(value.strip(' |')) <= 1 for value in row[2:])
-
-
-def test_validation_pairs_experiment_reproduces_the_fit_then_grows(unrestricted_workdir,
-                                                                    tmp_path, capsys,
-                                                                    experiments_path):
-  import validation_pairs  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path / 'run')
-  shutil.copytree(unrestricted_workdir, workdir)
-  assert fusion.main(['--workdir', workdir, '--radii', '1,2', '--grids', '4', '--dims', '16',
-                      '--metric-steps', '10']) == 0
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
-  capsys.readouterr()
-  validation_pairs.main([workdir, '--sizes', '0,30'])
-  rows = [line.split(' | ') for line in capsys.readouterr().out.splitlines()[2:]]
-  assert int(rows[0][1]) > 0 and int(rows[1][1]) == 30
-  assert float(rows[0][3]) == pytest.approx(summary['test_acc'])  # Size 0 is training's own fit.
-  assert float(rows[0][2]) == pytest.approx(summary['threshold'], abs=5e-4)
-  assert rows[2][0] == '| mean over the workdirs' and len(rows) == 4

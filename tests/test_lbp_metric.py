@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lfw_siamese import lbp_metric
-from lfw_siamese import metrics
+from lfw_siamese.classic import lbp_metric
+from lfw_siamese.evaluation import metrics
 
 
 def test_batches_hold_two_images_of_each_person_and_visit_everyone_once_an_epoch():

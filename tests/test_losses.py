@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfw_siamese import losses
+from lfw_siamese.model import losses
 
 
 def test_binary_cross_entropy_and_accuracy_match_hand_values():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lfw_siamese import metrics
+from lfw_siamese.evaluation import metrics
 
 # Hand-worked example: sorted by score, labels are 0 (0.1), 1 (0.35), 0 (0.4), 1 (0.8).
 SCORES = [0.1, 0.4, 0.35, 0.8]

@@ -1,4 +1,4 @@
-"""models.py: the fast formulations give the straightforward ones' numbers, forward and backward."""
+"""model/: the fast kernels and layers give the plain ones' numbers, forward and backward."""
 
 import functools
 
@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfw_siamese import models
 from lfw_siamese.configs import default as default_config
 from lfw_siamese.configs import koch2015 as koch2015_config
 from lfw_siamese.configs import seed as seed_config
 from lfw_siamese.configs import tiny as tiny_config
+from lfw_siamese.model import networks
+from lfw_siamese.model import ops
 
 jax.config.update('jax_enable_x64', False)
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -44,13 +45,13 @@ def test_conv2d_matches_lax_forward_and_gradients(size, kernel, stride, padding,
   x = jax.random.normal(keys[0], (2, *size, channels[0]))
   w = jax.random.normal(keys[1], (kernel, kernel, *channels))
   strides = (stride, stride)
-  fast = models.conv2d(x, w, strides, padding)
+  fast = ops.conv2d(x, w, strides, padding)
   reference = _lax_conv(x, w, strides, padding)
   assert fast.shape == reference.shape
   _close(fast, reference)
   probe = jax.random.normal(keys[2], reference.shape)  # A random cotangent.
   fast_grads = jax.jit(jax.grad(
-      lambda x, w: jnp.sum(probe * models.conv2d(x, w, strides, padding)), argnums=(0, 1)))(x, w)
+      lambda x, w: jnp.sum(probe * ops.conv2d(x, w, strides, padding)), argnums=(0, 1)))(x, w)
   reference_grads = jax.grad(lambda x, w: jnp.sum(probe * _lax_conv(x, w, strides, padding)),
                              argnums=(0, 1))(x, w)
   for got, want in zip(fast_grads, reference_grads):
@@ -61,8 +62,8 @@ def test_add_bias_gradient_is_the_sum_over_all_but_channels():
   y = jax.random.normal(jax.random.key(0), (3, 5, 4, 6))
   bias = jnp.arange(6.0)
   probe = jax.random.normal(jax.random.key(1), y.shape)
-  grads = jax.grad(lambda y, b: jnp.sum(probe * models.add_bias(y, b)), argnums=(0, 1))(y, bias)
-  _close(models.add_bias(y, bias), y + bias)
+  grads = jax.grad(lambda y, b: jnp.sum(probe * ops.add_bias(y, b)), argnums=(0, 1))(y, bias)
+  _close(ops.add_bias(y, bias), y + bias)
   _close(grads[0], probe)
   _close(grads[1], probe.sum((0, 1, 2)))
 
@@ -73,10 +74,10 @@ def test_matmul_matches_dot_forward_and_gradients(dtype):
   w = jax.random.normal(jax.random.key(1), (300, 5)).astype(dtype)
   probe = jax.random.normal(jax.random.key(2), (6, 5))
   plain = lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.float32)
-  assert models.matmul(x, w).dtype == jnp.float32
+  assert ops.matmul(x, w).dtype == jnp.float32
   tolerance = 1e-4 if dtype == jnp.float32 else 2e-2
-  np.testing.assert_allclose(models.matmul(x, w), plain(x, w), rtol=tolerance, atol=tolerance)
-  grads = jax.grad(lambda x, w: jnp.sum(probe * models.matmul(x, w)), argnums=(0, 1))(x, w)
+  np.testing.assert_allclose(ops.matmul(x, w), plain(x, w), rtol=tolerance, atol=tolerance)
+  grads = jax.grad(lambda x, w: jnp.sum(probe * ops.matmul(x, w)), argnums=(0, 1))(x, w)
   expected = jax.grad(lambda x, w: jnp.sum(probe * plain(x, w)), argnums=(0, 1))(x, w)
   for got, want in zip(grads, expected):
     assert got.dtype == dtype
@@ -86,46 +87,46 @@ def test_matmul_matches_dot_forward_and_gradients(dtype):
 
 @pytest.mark.parametrize('rate, bits', [(0.5, 1), (0.25, 2), (0.75, 2), (0.2, 8), (0.3, 8)])
 def test_dropout_keeps_the_right_fraction_with_few_random_bits(rate, bits):
-  assert models._dropout_bits(rate)[0] == bits
-  keep = models.dropout_keep_mask(jax.random.key(0), (64, 33, 7), rate)
+  assert ops._dropout_bits(rate)[0] == bits
+  keep = ops.dropout_keep_mask(jax.random.key(0), (64, 33, 7), rate)
   assert keep.shape == (64, 33, 7) and keep.dtype == jnp.bool_
   kept = float(jnp.mean(keep))
   assert abs(kept - (1 - rate)) < 0.01, kept
   # Same key, same mask; another key, another mask.
-  assert bool(jnp.all(keep == models.dropout_keep_mask(jax.random.key(0), (64, 33, 7), rate)))
-  assert not bool(jnp.all(keep == models.dropout_keep_mask(jax.random.key(1), (64, 33, 7), rate)))
+  assert bool(jnp.all(keep == ops.dropout_keep_mask(jax.random.key(0), (64, 33, 7), rate)))
+  assert not bool(jnp.all(keep == ops.dropout_keep_mask(jax.random.key(1), (64, 33, 7), rate)))
 
 
 def test_dropout_scales_kept_units_and_zeroes_the_others():
   x = jax.random.uniform(jax.random.key(0), (8, 16, 32), minval=1.0, maxval=2.0)
-  y = models.dropout(x, 0.5, jax.random.key(3))
+  y = ops.dropout(x, 0.5, jax.random.key(3))
   kept = y != 0
   _close(jnp.where(kept, y, 0), jnp.where(kept, 2 * x, 0))
   assert 0.4 < float(jnp.mean(kept)) < 0.6
-  assert models.dropout(x, 0.0, jax.random.key(3)) is x
+  assert ops.dropout(x, 0.0, jax.random.key(3)) is x
 
 
 def test_relu_dropout_gradient_matches_autodiff_of_the_plain_formula():
   x = jax.random.normal(jax.random.key(0), (4, 6, 6, 32))
   key = jax.random.key(5)
-  keep = models.dropout_keep_mask(key, x.shape, 0.5)
+  keep = ops.dropout_keep_mask(key, x.shape, 0.5)
   probe = jax.random.normal(jax.random.key(1), x.shape)
-  fast = jax.grad(lambda x: jnp.sum(probe * models.relu_dropout(x, 0.5, key)))(x)
+  fast = jax.grad(lambda x: jnp.sum(probe * ops.relu_dropout(x, 0.5, key)))(x)
   plain = jax.grad(lambda x: jnp.sum(probe * jnp.where(keep, nn.relu(x) * 2.0, 0.0)))(x)
-  _close(models.relu_dropout(x, 0.5, key), jnp.where(keep, nn.relu(x) * 2.0, 0.0))
+  _close(ops.relu_dropout(x, 0.5, key), jnp.where(keep, nn.relu(x) * 2.0, 0.0))
   _close(fast, plain)
 
 
 class _StraightforwardEncoder(nn.Module):
   """The encoder as first written: nn.Conv, relu, dropout after each block, nn.Dense."""
 
-  encoder: models.Encoder
+  encoder: networks.Encoder
 
   @nn.compact
   def __call__(self, images):
     e = self.encoder
     (conv_kernel_init, conv_bias_init), (dense_kernel_init, dense_bias_init) = (
-        models._initializers(e.init))
+        networks._initializers(e.init))
     x = images
     for i, (filters, kernel, stride, pool) in enumerate(
         zip(e.conv_filters, e.conv_kernels, e.conv_strides, e.max_pool)):
@@ -136,20 +137,20 @@ class _StraightforwardEncoder(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = nn.Dense(e.dense_units, kernel_init=dense_kernel_init, bias_init=dense_bias_init,
                  precision='highest', name='dense')(x.reshape((x.shape[0], -1)))
-    return models._ACTIVATIONS[e.dense_activation](x)
+    return networks._ACTIVATIONS[e.dense_activation](x)
 
 
 class _StraightforwardNet(nn.Module):
   """Twin towers by nn.vmap over the pair axis, then the project's head."""
 
-  net: models.SiameseNet
+  net: networks.SiameseNet
 
   @nn.compact
   def __call__(self, pairs, embeddings_only=False):
     twin = nn.vmap(lambda encoder, x: encoder(x), in_axes=1, out_axes=1,
                    variable_axes={'params': None}, split_rngs={'params': False})
     embeddings = twin(_StraightforwardEncoder(self.net.encoder, name='encoder'), pairs)
-    logits = models.PairHead(self.net.head.kind, name='head')(embeddings[:, 0], embeddings[:, 1])
+    logits = networks.PairHead(self.net.head.kind, name='head')(embeddings[:, 0], embeddings[:, 1])
     return embeddings if embeddings_only else logits
 
 
@@ -158,10 +159,10 @@ class _StraightforwardNet(nn.Module):
 def test_model_matches_the_straightforward_version(config_module, side):
   config = config_module.get_config()
   config.model.dense_units = 64  # The dense width changes nothing that is compared here.
-  model = models.build(config.model)
+  model = networks.build(config.model)
   reference = _StraightforwardNet(model)
   shape = (side, side, 1)
-  params = models.init(model, jax.random.key(0), shape)
+  params = networks.init(model, jax.random.key(0), shape)
   reference_params = reference.init(jax.random.key(0), jnp.zeros((1, 2, *shape)))['params']
   # Same parameter names, shapes and initial values: checkpoints stay compatible.
   assert jax.tree.structure(params) == jax.tree.structure(reference_params)
@@ -169,7 +170,7 @@ def test_model_matches_the_straightforward_version(config_module, side):
     np.testing.assert_array_equal(got, want)
   pairs = jax.random.uniform(jax.random.key(1), (3, 2, *shape))
   with jax.default_matmul_precision('highest'):
-    logits = jax.jit(functools.partial(models.pair_logits, model))(params, pairs)
+    logits = jax.jit(functools.partial(networks.pair_logits, model))(params, pairs)
   _close(logits, jax.jit(reference.apply)({'params': params}, pairs), rtol=1e-5)
   # Gradients through the embeddings (the weighted-L1 head's |a - b| has a kink where a = b,
   # which rounding alone can cross): a random cotangent on both sides' embeddings.
@@ -177,7 +178,7 @@ def test_model_matches_the_straightforward_version(config_module, side):
   reference_embed = functools.partial(reference.apply, embeddings_only=True)
   with jax.default_matmul_precision('highest'):
     grads = jax.jit(jax.grad(
-        lambda p: jnp.sum(probe * models.embed_pairs(model, p, pairs))))(params)
+        lambda p: jnp.sum(probe * networks.embed_pairs(model, p, pairs))))(params)
   reference_grads = jax.jit(jax.grad(
       lambda p: jnp.sum(probe * reference_embed({'params': p}, pairs))))(params)
   for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(grads['encoder']),
@@ -190,13 +191,13 @@ def test_model_matches_the_straightforward_version(config_module, side):
 
 def test_training_mode_uses_dropout_and_is_deterministic_per_key():
   config = seed_config.get_config()
-  model = models.build(config.model)
-  params = models.init(model, jax.random.key(0), (27, 27, 1))
+  model = networks.build(config.model)
+  params = networks.init(model, jax.random.key(0), (27, 27, 1))
   pairs = jax.random.uniform(jax.random.key(1), (4, 2, 27, 27, 1))
-  first = models.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(2))
-  again = models.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(2))
-  other = models.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(3))
-  evaluation = models.pair_logits(model, params, pairs)
+  first = networks.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(2))
+  again = networks.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(2))
+  other = networks.pair_logits(model, params, pairs, train=True, dropout_key=jax.random.key(3))
+  evaluation = networks.pair_logits(model, params, pairs)
   np.testing.assert_array_equal(first, again)
   assert not np.allclose(first, other)
   assert not np.allclose(first, evaluation)
@@ -204,33 +205,33 @@ def test_training_mode_uses_dropout_and_is_deterministic_per_key():
 
 def test_embed_pairs_runs_each_side_through_the_same_encoder():
   config = tiny_config.get_config()
-  model = models.build(config.model)
-  params = models.init(model, jax.random.key(0), (32, 32, 1))
+  model = networks.build(config.model)
+  params = networks.init(model, jax.random.key(0), (32, 32, 1))
   pairs = jax.random.uniform(jax.random.key(1), (5, 2, 32, 32, 1))
-  embeddings = models.embed_pairs(model, params, pairs)
+  embeddings = networks.embed_pairs(model, params, pairs)
   assert embeddings.shape == (5, 2, config.model.dense_units)
   for side in range(2):
-    _close(embeddings[:, side], models.encode(model, params, pairs[:, side]), rtol=1e-5)
+    _close(embeddings[:, side], networks.encode(model, params, pairs[:, side]), rtol=1e-5)
 
 
 def test_bfloat16_compute_stays_close_to_float32():
   config = seed_config.get_config()
-  model32 = models.build(config.model)
+  model32 = networks.build(config.model)
   config.model.compute_dtype = 'bfloat16'
-  model16 = models.build(config.model)
-  params = models.init(model32, jax.random.key(0), (27, 27, 1))
+  model16 = networks.build(config.model)
+  params = networks.init(model32, jax.random.key(0), (27, 27, 1))
   pairs = jax.random.uniform(jax.random.key(1), (4, 2, 27, 27, 1))
-  logits32 = models.pair_logits(model32, params, pairs)
-  logits16 = models.pair_logits(model16, params, pairs)
+  logits32 = networks.pair_logits(model32, params, pairs)
+  logits16 = networks.pair_logits(model16, params, pairs)
   assert logits16.dtype == jnp.float32
   np.testing.assert_allclose(logits16, logits32, atol=0.05)
-  grads = jax.jit(jax.grad(lambda p: jnp.sum(models.pair_logits(
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(networks.pair_logits(
       model16, p, pairs, train=True, dropout_key=jax.random.key(2)))))(params)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
 def test_compiler_options_are_accepted_by_jit():
-  f = jax.jit(lambda x, w: models.conv2d(x, w, (2, 2), 'VALID'),
-              compiler_options=models.compiler_options())
+  f = jax.jit(lambda x, w: ops.conv2d(x, w, (2, 2), 'VALID'),
+              compiler_options=ops.compiler_options())
   x, w = jnp.ones((1, 9, 9, 2)), jnp.ones((3, 3, 2, 3))
   _close(f(x, w), _lax_conv(x, w, (2, 2), 'VALID'))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lfw_siamese import input_pipeline
-from lfw_siamese import metrics
-from lfw_siamese import plots
-from lfw_siamese import report
+from lfw_siamese.data import datasets
+from lfw_siamese.evaluation import metrics
+from lfw_siamese.evaluation import plots
+from lfw_siamese.evaluation import report
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -30,7 +30,7 @@ def _scored_pairs(n=120, side=24, channels=1, seed=0):
   labels = (np.arange(n) % 2).astype(np.int32)
   scores = np.clip(rng.normal(0.4 + 0.25 * labels, 0.15), 0, 1)
   images = rng.integers(0, 256, (n, 2, side, side, channels), dtype=np.uint8)
-  pairs = input_pipeline.PairSet(images=images, labels=labels, names=np.array([['A', 'B']] * n),
+  pairs = datasets.PairSet(images=images, labels=labels, names=np.array([['A', 'B']] * n),
                                  numbers=np.ones((n, 2), np.int32))
   return pairs, scores
 

@@ -16,9 +16,12 @@ import train_fakes
 from lfw_siamese import checkpointing
 from lfw_siamese import config_check
 from lfw_siamese import configs
-from lfw_siamese import metrics
-from lfw_siamese import models
+from lfw_siamese import scoring
 from lfw_siamese import train
+from lfw_siamese import train_step
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.evaluation import metrics
+from lfw_siamese.model import networks
 
 SUMMARY_KEYS = ('best_epoch', 'val_acc', 'test_acc_at_0_5', 'test_acc', 'threshold', 'test_auc',
                 'train_seconds', 'config')
@@ -44,12 +47,13 @@ def _history(workdir):
 
 def test_train_step_keeps_shapes_and_counts_steps(data):
   config = train_fakes.tiny_config()
-  model = models.build(config.model)
-  tx = train.make_optimizer(config, steps_per_epoch=16)
-  state = jax.jit(functools.partial(train.create_state, model, tx, (32, 32, 1)))(jax.random.key(0))
+  model = networks.build(config.model)
+  tx = train_step.make_optimizer(config, steps_per_epoch=16)
+  state = jax.jit(functools.partial(train_step.create_state, model, tx, (32, 32, 1)))(
+      jax.random.key(0))
   batch = next(iter(train.epoch_batches(data.train, config, 0)))
   assert batch['images'].shape == (16, 2, 32, 32, 1) and batch['labels'].shape == (16,)
-  step = jax.jit(train.make_train_step(model, tx, config))
+  step = jax.jit(train_step.make_train_step(model, tx, config))
   new_state, step_metrics = step(state, batch, jax.random.key(1))
   assert int(new_state.step) == 1 and float(new_state.sums['steps']) == 1.0
   assert {name: value.shape for name, value in step_metrics.items()} == {
@@ -63,16 +67,16 @@ def test_l2_penalty_sums_squared_encoder_kernels_only():
   params = {'encoder': {'conv0': {'kernel': jnp.full((2, 2), 2.0), 'bias': jnp.ones(3)},
                         'dense': {'kernel': jnp.ones((3,)), 'bias': jnp.ones(1)}},
             'head': {'weights': {'kernel': jnp.full((4,), 10.0)}}}
-  assert float(train.l2_penalty(params)) == 4 * 4.0 + 3.0
+  assert float(train_step.l2_penalty(params)) == 4 * 4.0 + 3.0
 
 
 def test_learning_rate_schedules():
   config = train_fakes.tiny_config(learning_rate=1.0, num_epochs=4, lr_schedule='exponential',
                                    lr_decay_per_epoch=0.5)
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+  schedule = train_step.learning_rate_schedule(config, steps_per_epoch=10)
   assert [float(schedule(step)) for step in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
   config.lr_schedule = 'cosine'
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+  schedule = train_step.learning_rate_schedule(config, steps_per_epoch=10)
   assert float(schedule(0)) == 1.0 and float(schedule(20)) == pytest.approx(0.5)
   assert float(schedule(40)) == pytest.approx(0.0)
 
@@ -109,10 +113,10 @@ def test_best_epoch_is_the_first_best_by_the_chosen_metric(best_epoch_by, pick):
 def test_restored_best_params_give_identical_scores(trained, data):
   workdir, config, summary = trained
   restored_config, params = checkpointing.load_best(workdir)
-  assert restored_config.to_dict() == checkpointing.config_dict(config)
-  model = models.build(restored_config.model)
-  validation = train.predict_probabilities(model, params, data.validation, restored_config)
-  test = train.predict_probabilities(model, params, data.test, restored_config, batch_size=24)
+  assert restored_config.to_dict() == workdir_lib.config_dict(config)
+  model = networks.build(restored_config.model)
+  validation = train.network_probabilities(model, params, data.validation, restored_config)
+  test = train.network_probabilities(model, params, data.test, restored_config, batch_size=24)
   report = metrics.verification_report(validation, data.validation.labels, test, data.test.labels)
   for name in ('threshold', 'test_acc', 'test_acc_at_0_5', 'test_auc'):
     assert report[name] == summary[name]
@@ -122,25 +126,25 @@ def test_flip_averaging_is_invariant_to_mirroring_both_images(trained, data):
   workdir, _, _ = trained
   config, params = checkpointing.load_best(workdir)
   config.tta_flip = True
-  model = models.build(config.model)
+  model = networks.build(config.model)
   mirrored = dataclasses.replace(data.test, images=data.test.images[:, :, :, ::-1])
-  averaged = train.predict_probabilities(model, params, data.test, config)
-  np.testing.assert_allclose(train.predict_probabilities(model, params, mirrored, config),
+  averaged = train.network_probabilities(model, params, data.test, config)
+  np.testing.assert_allclose(train.network_probabilities(model, params, mirrored, config),
                              averaged, rtol=1e-5, atol=1e-6)
   config.tta_flip = False
-  plain = train.predict_probabilities(model, params, data.test, config)
-  plain_mirrored = train.predict_probabilities(model, params, mirrored, config)
+  plain = train.network_probabilities(model, params, data.test, config)
+  plain_mirrored = train.network_probabilities(model, params, mirrored, config)
   assert not np.allclose(plain, plain_mirrored, atol=1e-4)  # So the invariance is TTA's doing.
 
 
 def test_distinct_images_are_embedded_once_and_scored_as_each_pair(trained, data):
   workdir, _, _ = trained
   config, params = checkpointing.load_best(workdir)
-  model = models.build(config.model)
+  model = networks.build(config.model)
   images = data.test.images
   # Pairs that reuse images, in both positions, as validation pairs drawn among people do.
   pairs = np.concatenate([images, images[::-1, ::-1], images[:5]])
-  distinct, rows = train.distinct_images(pairs)
+  distinct, rows = scoring.distinct_images(pairs)
   assert len(distinct) == 2 * len(images) and rows.shape == (len(pairs), 2)
   np.testing.assert_array_equal(distinct[rows], pairs)
   reused = dataclasses.replace(data.test, images=pairs)
@@ -148,16 +152,16 @@ def test_distinct_images_are_embedded_once_and_scored_as_each_pair(trained, data
   for tta_flip in (False, True):
     config.tta_flip = tta_flip
     if tta_flip:  # Each side plain and mirrored: the mean over the four combinations.
-      views = [models.embed_pairs(model, params, unit),
-               models.embed_pairs(model, params, unit[..., ::-1, :])]
-      expected = np.mean([jax.nn.sigmoid(models.score_embeddings(model, params, a[:, 0], b[:, 1]))
+      views = [networks.embed_pairs(model, params, unit),
+               networks.embed_pairs(model, params, unit[..., ::-1, :])]
+      expected = np.mean([jax.nn.sigmoid(networks.score_embeddings(model, params, a[:, 0], b[:, 1]))
                           for a in views for b in views], axis=0)
     else:
-      expected = models.pair_probabilities(model, params, unit)
-    np.testing.assert_allclose(train.predict_probabilities(model, params, reused, config,
+      expected = networks.pair_probabilities(model, params, unit)
+    np.testing.assert_allclose(train.network_probabilities(model, params, reused, config,
                                                            batch_size=24),
                                expected, rtol=1e-5, atol=1e-6)
-  assert train.predict_probabilities(model, params, data.test.take([]), config).shape == (0,)
+  assert train.network_probabilities(model, params, data.test.take([]), config).shape == (0,)
 
 
 def test_rerun_of_a_finished_run_resumes_without_training(trained, data):
@@ -172,21 +176,21 @@ def test_rerun_of_a_finished_run_resumes_without_training(trained, data):
 def test_changed_config_is_refused_unless_restarting(trained, data):
   workdir, config, _ = trained
   changed = train_fakes.tiny_config(num_epochs=3, learning_rate=1e-2)
-  with pytest.raises(checkpointing.WorkdirConflict,
+  with pytest.raises(workdir_lib.WorkdirConflict,
                      match=r'learning_rate: 0\.003 -> 0\.01.*--restart'):
     train.train_and_evaluate(changed, workdir, data=data)
   moved = train_fakes.tiny_config(num_epochs=3, **{'data.lfw_dir': '/elsewhere'})
-  assert checkpointing.config_differences(checkpointing.config_dict(config),
-                                          checkpointing.config_dict(moved)) == []
+  assert workdir_lib.config_differences(workdir_lib.config_dict(config),
+                                          workdir_lib.config_dict(moved)) == []
 
 
 def test_fields_added_since_a_workdir_was_written_count_as_their_defaults():
-  written = checkpointing.config_dict(train_fakes.tiny_config())
+  written = workdir_lib.config_dict(train_fakes.tiny_config())
   del written['temperature'], written['data']['singles_per_batch']  # Written before they existed.
-  current = checkpointing.config_dict(train_fakes.tiny_config())
-  assert checkpointing.config_differences(written, current) == []
-  warmer = checkpointing.config_dict(train_fakes.tiny_config(temperature=0.2))
-  assert checkpointing.config_differences(written, warmer) == ['temperature: 0.1 -> 0.2']
+  current = workdir_lib.config_dict(train_fakes.tiny_config())
+  assert workdir_lib.config_differences(written, current) == []
+  warmer = workdir_lib.config_dict(train_fakes.tiny_config(temperature=0.2))
+  assert workdir_lib.config_differences(written, warmer) == ['temperature: 0.1 -> 0.2']
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -243,11 +247,11 @@ def test_cosface_term_trains_proxies_that_the_saved_model_leaves_out(tmp_path):
   assert summary['val_acc'] >= 0.7
   checkpoints = checkpointing.Checkpoints(str(tmp_path))
   state, _ = checkpoints.restore_latest()
-  assert state['params'][train.PROXIES].shape == (data.train.num_people,
+  assert state['params'][train_step.PROXIES].shape == (data.train.num_people,
                                                   config.model.dense_units)
   best, _ = checkpoints.restore_best()
-  assert train.PROXIES not in best and set(best) == set(
-      models.init(models.build(config.model), jax.random.key(0), (32, 32, 1)))
+  assert train_step.PROXIES not in best and set(best) == set(
+      networks.init(networks.build(config.model), jax.random.key(0), (32, 32, 1)))
   checkpoints.close()
 
 
@@ -259,26 +263,27 @@ def test_cosface_needs_a_metric_loss():
 
 def test_model_functions_work_under_the_callers_jit_and_vmap(data):
   config = train_fakes.tiny_config()
-  model = models.build(config.model)
-  init = jax.jit(functools.partial(models.init, model, image_shape=(32, 32, 1)))
+  model = networks.build(config.model)
+  init = jax.jit(functools.partial(networks.init, model, image_shape=(32, 32, 1)))
   params = init(jax.random.key(0))
   pairs = jnp.asarray(data.test.images[:12], jnp.float32) / 255.0
-  logits = jax.jit(functools.partial(models.pair_logits, model))(params, pairs)
+  logits = jax.jit(functools.partial(networks.pair_logits, model))(params, pairs)
   assert logits.shape == (12,)
-  chunked = jax.jit(jax.vmap(functools.partial(models.pair_logits, model, params)))(
+  chunked = jax.jit(jax.vmap(functools.partial(networks.pair_logits, model, params)))(
       pairs.reshape(3, 4, *pairs.shape[1:]))
   np.testing.assert_allclose(chunked.reshape(-1), logits, rtol=1e-5, atol=1e-6)
 
   @jax.jit
   def via_embeddings(params, pairs):
-    embeddings = jax.vmap(functools.partial(models.encode, model, params), in_axes=1,
+    embeddings = jax.vmap(functools.partial(networks.encode, model, params), in_axes=1,
                           out_axes=1)(pairs)
-    return embeddings, models.score_embeddings(model, params, embeddings[:, 0], embeddings[:, 1])
+    return embeddings, networks.score_embeddings(model, params, embeddings[:, 0], embeddings[:, 1])
 
   embeddings, scores = via_embeddings(params, pairs)
   assert embeddings.shape == (12, 2, config.model.dense_units)
   np.testing.assert_allclose(scores, logits, rtol=1e-5, atol=1e-6)
-  ensemble = jax.jit(jax.vmap(lambda key: models.pair_probabilities(
-      model, models.init(model, key, (32, 32, 1)), pairs)))(jax.random.split(jax.random.key(1), 2))
+  ensemble = jax.jit(jax.vmap(lambda key: networks.pair_probabilities(
+      model, networks.init(model, key, (32, 32, 1)), pairs)))(
+          jax.random.split(jax.random.key(1), 2))
   assert ensemble.shape == (2, 12) and np.all((ensemble > 0) & (ensemble < 1))
   assert not np.allclose(ensemble[0], ensemble[1])

@@ -12,13 +12,14 @@ from PIL import Image
 
 import eval_workdir
 import fake_lfw
+from lfw_siamese import checkpointing
 from lfw_siamese import embed
-from lfw_siamese import image_io
 from lfw_siamese import inference
-from lfw_siamese import input_pipeline
-from lfw_siamese import models
 from lfw_siamese import train
 from lfw_siamese import verify
+from lfw_siamese.data import image_io
+from lfw_siamese.data import loading
+from lfw_siamese.model import networks
 
 
 @pytest.fixture(scope='module')
@@ -184,12 +185,12 @@ def test_pairs_csv_errors_name_file_and_line(workdir, faces, tmp_path, capsys):
 
 
 def test_scores_match_training_scores_with_and_without_flips(workdir):
-  config, params = inference.checkpointing.load_best(workdir)
-  pairs = input_pipeline.load_pairs(config.data, 'view1_test')
+  config, params = checkpointing.load_best(workdir)
+  pairs = loading.load_pairs(config.data, 'view1_test')
   for tta_flip in (False, True):
     config.tta_flip = tta_flip
     verifier = inference.Verifier(config, params, threshold=0.5, batch_size=8)
-    expected = train.predict_probabilities(models.build(config.model), params, pairs, config)
+    expected = train.network_probabilities(networks.build(config.model), params, pairs, config)
     np.testing.assert_allclose(verifier.score_pairs(pairs), expected, atol=1e-5)
 
 

@@ -6,10 +6,10 @@ same-person pair shares a pattern and a different-person pair does not.
 
 import numpy as np
 
-from lfw_siamese import input_pipeline
+from lfw_siamese.data import datasets
 
 
-TrainingData = input_pipeline.TrainingData
+TrainingData = datasets.TrainingData
 
 
 def _person_patterns(num_people: int, side: int, rng: np.random.Generator) -> np.ndarray:
@@ -33,7 +33,7 @@ def pair_set(num_pairs: int, *, seed: int, side: int = 32, num_people: int = 40)
   second = np.where(labels == 1, first, other)
   images = np.stack([_photos(patterns, first, rng), _photos(patterns, second, rng)], axis=1)
   names = np.array([[f'P{a}', f'P{b}'] for a, b in zip(first, second)]).reshape(-1, 2)
-  return input_pipeline.PairSet(images=images, labels=labels, names=names,
+  return datasets.PairSet(images=images, labels=labels, names=names,
                                 numbers=np.ones((num_pairs, 2), np.int32))
 
 
@@ -42,7 +42,7 @@ def identity_set(num_people: int, images_per_person: int, *, seed: int, side: in
   rng = np.random.default_rng(seed)
   patterns = _person_patterns(num_people, side, rng)
   people = np.repeat(np.arange(num_people), images_per_person).astype(np.int32)
-  return input_pipeline.IdentitySet(
+  return datasets.IdentitySet(
       images=_photos(patterns, people, rng), person_ids=people,
       names=np.array([f'P{p}' for p in people]),
       numbers=np.tile(np.arange(1, images_per_person + 1), num_people).astype(np.int32))

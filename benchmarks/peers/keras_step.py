@@ -1,6 +1,6 @@
 """The reference model's training step in Keras 3 (TensorFlow backend), timed like epoch_time.py.
 
-  /work/peers-venv/bin/python benchmarks/peers/keras_step.py [--steps N] [--batch B]
+  benchmarks/peers/.venv/bin/python benchmarks/peers/keras_step.py [--steps N] [--batch B]
 
 Same model as lfw_siamese/configs/seed.py: twin towers sharing weights, two 3x3 stride-2 VALID convs
 of 64 with ReLU, L2 on kernels and dropout 0.5 after each, dense sigmoid, weighted-L1 head; binary

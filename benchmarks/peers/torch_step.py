@@ -1,6 +1,6 @@
 """The reference model's training step in PyTorch, timed like epoch_time.py.
 
-  /work/peers-venv/bin/python benchmarks/peers/torch_step.py [--steps N] [--batch B]
+  benchmarks/peers/.venv/bin/python benchmarks/peers/torch_step.py [--steps N] [--batch B]
       [--device cpu|cuda] [--compile] [--bf16]
 
 Same model as lfw_siamese/configs/seed.py and peers/keras_step.py: twin towers sharing weights, two

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data.lists import LfwDataError
 
 SOURCE_SIDE = 250  # LFW images are 250x250; data.crop is measured in these pixels.
 COLORS = {'grayscale': 1, 'rgb': 3}
@@ -19,7 +19,7 @@ _CHUNK = 256
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-  """The preprocessing fields of config.data, checked."""
+  """The preprocessing fields of config.data."""
   color: str
   crop: int
   image_size: int
@@ -38,16 +38,8 @@ class Preprocessing:
 
 
 def preprocessing(data_config) -> Preprocessing:
-  """Reads and checks data.color, data.crop and data.image_size."""
-  color, crop, size = data_config.color, data_config.crop, data_config.image_size
-  if color not in COLORS:
-    raise LfwDataError(f"data.color: expected 'grayscale' or 'rgb', got {color!r}")
-  if not isinstance(crop, (int, np.integer)) or not 0 <= crop <= SOURCE_SIDE:
-    raise LfwDataError(f'data.crop: expected 0 (no crop) or a side in 1..{SOURCE_SIDE}, '
-                       f'got {crop!r}')
-  if not isinstance(size, (int, np.integer)) or size < 1:
-    raise LfwDataError(f'data.image_size: expected a positive side in pixels, got {size!r}')
-  return Preprocessing(color, int(crop), int(size))
+  """data.color, data.crop and data.image_size (config_check.check_data checks them)."""
+  return Preprocessing(data_config.color, int(data_config.crop), int(data_config.image_size))
 
 
 def preprocess_pil(image: Image.Image, settings: Preprocessing) -> np.ndarray:
@@ -124,3 +116,8 @@ def decode_many(blobs: Sequence[bytes], settings: Preprocessing, channels: int, 
       list(pool.map(decode_range, starts))
   return out
 
+
+
+def image_shape(data_config) -> tuple[int, int, int]:
+  """(H, W, C) of images after preprocessing."""
+  return preprocessing(data_config).shape

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data.lists import LfwDataError
 
 FORMAT = 1
 
@@ -25,8 +25,8 @@ def write(path: str, *, preprocessing: str, variant: str, pairs: dict, people: d
     path: the .npz file to write (atomically).
     preprocessing: images.Preprocessing.key() of the images.
     variant: the LFW variant they were decoded from.
-    pairs: split -> input_pipeline.PairSet.
-    people: split -> input_pipeline.IdentitySet.
+    pairs: split -> datasets.PairSet.
+    people: split -> datasets.IdentitySet.
   """
   table: dict[tuple[str, int], int] = {}  # (name, number) -> row of `images`.
   rows: list[np.ndarray] = []

@@ -20,9 +20,9 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lfw_siamese import lists
-from lfw_siamese import sources
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data import lists
+from lfw_siamese.data import sources
+from lfw_siamese.data.lists import LfwDataError
 
 NUM_FOLDS, PAIR_SPLITS = lists.NUM_FOLDS, lists.PAIR_SPLITS
 # Which list file holds each split: (file, fold index within it).

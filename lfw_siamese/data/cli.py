@@ -5,26 +5,24 @@
 people_disjoint_view2, variant, images, ...), every number counted from the prepared data.
 
 `export --config CONFIG --output FILE` writes the pairs and people of View 1 and of the View 2
-folds, preprocessed as CONFIG's data fields say, into one compressed file (bundle.py); a run with
-`--config.data.bundle=FILE` then needs neither TFDS nor the LFW folder.
+folds, preprocessed as CONFIG's data fields say, into one compressed file (data/bundle.py); a run
+with `--config.data.bundle=FILE` then needs neither TFDS nor the LFW folder.
 """
 
 import argparse
-import importlib.util
 import itertools
 import json
-import os
 import sys
 import time
 
-from lfw_siamese import bundle
-from lfw_siamese import images
-from lfw_siamese import input_pipeline
-from lfw_siamese import lists
-from lfw_siamese import sources
-from lfw_siamese import tfds_lfw
-from lfw_siamese.configs import base
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese import config_check
+from lfw_siamese.data import bundle
+from lfw_siamese.data import images
+from lfw_siamese.data import lists
+from lfw_siamese.data import loading
+from lfw_siamese.data import sources
+from lfw_siamese.data import tfds_lfw
+from lfw_siamese.data.lists import LfwDataError
 
 
 def summarize(data_config) -> dict:
@@ -104,8 +102,8 @@ def export(data_config, output: str, protocols, *, with_people: bool = True) -> 
   """Writes the pairs (and people) of the protocols' splits to a bundle; returns what it holds."""
   started = time.perf_counter()
   splits = [split for protocol in protocols for split in EXPORT_SPLITS[protocol]]
-  pairs = {split: input_pipeline.load_pairs(data_config, split) for split in splits}
-  people = {split: input_pipeline.load_identities(data_config, split)
+  pairs = {split: loading.load_pairs(data_config, split) for split in splits}
+  people = {split: loading.load_identities(data_config, split)
             for split in (splits if with_people else ())}
   preprocessing = images.preprocessing(data_config).key()
   written = bundle.write(output, preprocessing=preprocessing, variant=data_config.variant,
@@ -119,14 +117,7 @@ def export(data_config, output: str, protocols, *, with_people: bool = True) -> 
 
 def _config_data(path: str):
   """config.data of a config file's get_config(); the reference's without one."""
-  if not path:
-    return base.get_config().data
-  if not os.path.isfile(path):
-    raise LfwDataError(f'--config {path}: no such file')
-  spec = importlib.util.spec_from_file_location('exported_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config().data
+  return (config_check.load_file(path) if path else config_check.defaults()).data
 
 
 def main(argv=None) -> int:
@@ -165,7 +156,7 @@ def main(argv=None) -> int:
       print(json.dumps(result))
       return 0
     summary = summarize(data_config)
-  except LfwDataError as error:
+  except (LfwDataError, config_check.ConfigError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
   print(format_table(summary))

@@ -14,7 +14,7 @@ import urllib.request
 
 from PIL import Image
 
-from lfw_siamese.lists import LfwDataError
+from lfw_siamese.data.lists import LfwDataError
 
 IMAGE_SIDE = 250
 PAIR_LISTS = ('pairsDevTrain.txt', 'pairsDevTest.txt', 'pairs.txt')

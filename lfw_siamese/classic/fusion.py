@@ -5,26 +5,22 @@ ones tolerate misalignment), and a metric learned on them (lbp_metric.py, when
 config.lbp_fusion.metric.steps > 0). A logistic regression over the CNN's logit, each
 descriptor's cosine and the metric's, fitted on the validation pairs, weighs each score by what
 it adds and gives calibrated same-person probabilities. Training adds the stage when
-config.lbp_fusion.enabled; `python -m lfw_siamese.fusion --workdir DIR` adds it to a trained
+config.lbp_fusion.enabled; `python -m lfw_siamese.refit_fusion --workdir DIR` adds it to a trained
 workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 """
 
-import argparse
 import dataclasses
-import json
 import os
-import sys
 
-import ml_collections
 import numpy as np
 
-from lfw_siamese import lbp as lbp_lib
-from lfw_siamese import lbp_metric
-from lfw_siamese import lists
-from lfw_siamese import metrics
-from lfw_siamese.configs import base
+from lfw_siamese import config_check
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.classic import lbp as lbp_lib
+from lfw_siamese.classic import lbp_metric
+from lfw_siamese.evaluation import metrics
 
-FILE = 'lbp_fusion.npz'  # The stage, in a workdir.
+FILE = workdir_lib.FUSION_STAGE  # The stage, in a workdir.
 
 
 def logit(probabilities: np.ndarray) -> np.ndarray:
@@ -148,42 +144,7 @@ def load(workdir: str) -> LbpFusion | None:
     return LbpFusion(tuple(descriptors), weights, metric)
   except (OSError, ValueError, KeyError) as e:
     raise ValueError(f'{path}: not a fusion stage this version reads ({e}); rebuild it with '
-                     f'python -m lfw_siamese.fusion --workdir {workdir}') from None
-
-
-def check_settings(settings, image_size: int) -> None:
-  """Raises ValueError naming the first lbp_fusion field the descriptor cannot use."""
-  radii, grids, dims = settings.radii, settings.grids, settings.dims
-  is_int = lambda value: isinstance(value, int) and not isinstance(value, bool)
-  if not radii or not all(is_int(r) and 1 <= r <= image_size // 4 for r in radii):
-    raise ValueError(f'lbp_fusion.radii: expected integers from 1 to {image_size // 4} (a quarter '
-                     f'of the {image_size}-pixel images), got {radii!r}')
-  if (not isinstance(grids, (tuple, list)) or not grids or len(set(grids)) < len(grids)
-      or not all(is_int(g) and 1 <= g <= image_size // 2 for g in grids)):
-    raise ValueError(f'lbp_fusion.grids: expected distinct integers from 1 to {image_size // 2}, '
-                     f'got {grids!r}')
-  if not is_int(dims) or dims < 2:
-    raise ValueError(f'lbp_fusion.dims: expected an integer of 2 or more, got {dims!r}')
-  metric = metric_settings(settings)
-  for field, low in (('steps', 0), ('width', 1), ('dims', 2), ('people_per_batch', 2)):
-    if not is_int(metric[field]) or metric[field] < low:
-      raise ValueError(f'lbp_fusion.metric.{field}: expected an integer of {low} or more, got '
-                       f'{metric[field]!r}')
-  for field, valid, expected in (('dropout', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
-                                 ('learning_rate', lambda v: v > 0, 'a positive number'),
-                                 ('temperature', lambda v: v > 0, 'a positive number')):
-    value = metric[field]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-      raise ValueError(f'lbp_fusion.metric.{field}: expected {expected}, got {value!r}')
-
-
-def metric_settings(settings) -> ml_collections.ConfigDict:
-  """settings.metric; with none (a config from before it existed), base.py's, switched off."""
-  if 'metric' in settings:
-    return settings.metric
-  metric = base.get_config().lbp_fusion.metric
-  metric.steps = 0
-  return metric
+                     f'python -m lfw_siamese.refit_fusion --workdir {workdir}') from None
 
 
 def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
@@ -192,7 +153,7 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
 
   Args:
     settings: config.lbp_fusion (radii, grids, dims).
-    data: input_pipeline.TrainingData of the unrestricted paradigm (train is an IdentitySet).
+    data: datasets.TrainingData of the unrestricted paradigm (train is an IdentitySet).
     validation_cnn: (N,) the CNN's probabilities of data.validation's pairs.
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
     figure: where to draw the test pairs' CNN and LBP scores and the fused threshold, if given.
@@ -207,7 +168,7 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
   descriptors = lbp_lib.fit_features(train_features, data.train.person_ids, radii=radii,
                                      grids=grids, dims=int(settings.dims))
   metric = None
-  if (metric_config := metric_settings(settings)).steps:
+  if (metric_config := config_check.lbp_metric_settings(settings)).steps:
     metric = lbp_metric.fit(project(descriptors, train_features), data.train.person_ids,
                             metric_config)
   unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2 + (metric is not None)), metric)
@@ -235,7 +196,8 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
   if metric is not None:
     report['fusion_weight_lbp_metric'] = float(stage.weights[-2])
   if figure:
-    from lfw_siamese import plots  # pylint: disable=g-import-not-at-top  (matplotlib loads slowly)
+    # pylint: disable-next=g-import-not-at-top  (matplotlib loads slowly)
+    from lfw_siamese.evaluation import plots
     plots.fusion_scatter(test_features[:, 0], test_cosines @ stage.weights[1:-1],
                          data.test.labels, stage.weights[0], stage.weights[-1],
                          report['threshold'], figure,
@@ -245,87 +207,3 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
   return stage, {name: float(value) for name, value in report.items()}, test
 
 
-def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
-                   batch_size: int = 64) -> dict:
-  """Adds (or refits) the fusion stage of a trained workdir; updates summary.json and report.md."""
-  from lfw_siamese import checkpointing  # pylint: disable=g-import-not-at-top  (JAX loads slowly)
-  from lfw_siamese import inference  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import input_pipeline  # pylint: disable=g-import-not-at-top
-  from lfw_siamese import report  # pylint: disable=g-import-not-at-top
-  summary_path = os.path.join(workdir, 'summary.json')
-  if not os.path.exists(summary_path):
-    raise FileNotFoundError(f'{summary_path}: no such file; the fusion stage follows a finished '
-                            'training')
-  verifier = inference.load(workdir, batch_size=batch_size, with_fusion=False)
-  check_settings(settings, verifier.image_shape[0])
-  if verifier.config.data.paradigm != 'unrestricted':
-    raise ValueError(f'{workdir}: trained in the {verifier.config.data.paradigm} paradigm; the LBP '
-                     'descriptor is learned from identities (unrestricted paradigm only)')
-  if lfw_dir:
-    with verifier.config.unlocked():
-      verifier.config.data.lfw_dir = lfw_dir
-  data = input_pipeline.training_data(verifier.config)
-  stage, fused, test = fit_lbp_fusion(settings, data, verifier.score_pairs(data.validation),
-                                      verifier.score_pairs(data.test),
-                                      figure=report.figure_path(workdir, report.FUSION))
-  with open(summary_path) as f:
-    # A stage fitted before, perhaps with other grids, leaves nothing behind.
-    summary = {name: value for name, value in json.load(f).items()
-               if not name.startswith(('fusion_', 'lbp_only_'))}
-  fused.pop('val_acc')  # As training's summary: val_acc stays the best epoch's, at 0.5.
-  summary.update(fused)
-  summary['config']['lbp_fusion'] = settings.to_dict()
-  stage.save(workdir)
-  checkpointing.write_json(summary_path, summary)
-  report.write_training_report(workdir, summary, data.test, test)
-  return summary
-
-
-def _parser() -> argparse.ArgumentParser:
-  defaults = base.get_config().lbp_fusion
-  parser = argparse.ArgumentParser(
-      prog='python -m lfw_siamese.fusion',
-      description='Adds the LBP fusion stage to trained workdirs (unrestricted paradigm): learns '
-                  'the descriptors from the training people and the fusion on the validation '
-                  'pairs, then rescores the test pairs (summary.json keeps the CNN\'s own '
-                  'numbers under cnn_only_ keys).')
-  parser.add_argument('--workdir', action='append', required=True,
-                      help='a trained workdir (repeat for several, e.g. View 2 folds)')
-  parser.add_argument('--radii', default=','.join(map(str, defaults.radii)),
-                      help='LBP circle radii in pixels, comma-separated')
-  parser.add_argument('--grids', default=','.join(map(str, defaults.grids)),
-                      help='cells per side, comma-separated: one descriptor for each')
-  parser.add_argument('--dims', type=int, default=defaults.dims,
-                      help='PCA dimensions before whitening')
-  parser.add_argument('--metric-steps', type=int, default=defaults.metric.steps,
-                      help='training steps of the metric learned on the descriptors (0: none; '
-                      'its other settings are base.py\'s lbp_fusion.metric)')
-  parser.add_argument('--lfw-dir', default=None, help='overrides the LFW location in the config')
-  return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-  args = _parser().parse_args(argv)
-  settings = base.get_config().lbp_fusion
-  settings.enabled, settings.dims, settings.metric.steps = True, args.dims, args.metric_steps
-  for flag in ('radii', 'grids'):
-    text = getattr(args, flag)
-    try:
-      settings[flag] = tuple(int(value) for value in text.split(','))
-    except ValueError:
-      print(f'--{flag}: expected comma-separated integers, got {text!r}', file=sys.stderr)
-      return 2
-  for workdir in args.workdir:
-    try:
-      summary = add_to_workdir(workdir, settings, lfw_dir=args.lfw_dir)
-    except (FileNotFoundError, ValueError, lists.LfwDataError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 1
-    print(f"{workdir}: test accuracy {summary['test_acc']:.4f} (CNN alone "
-          f"{summary['cnn_only_test_acc']:.4f}), AUC {summary['test_auc']:.4f} (CNN alone "
-          f"{summary['cnn_only_test_auc']:.4f})")
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -1,15 +1,14 @@
 """WORKDIR/report.md: a run's figures and numbers on one page, rebuilt from the workdir's files."""
 
-import json
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
-from lfw_siamese import metrics
-from lfw_siamese import plots
+from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.evaluation import metrics
+from lfw_siamese.evaluation import plots
 
-FIGURES = 'figures'
 LEARNING_CURVES = 'learning_curves.png'
 ROC = 'roc.png'
 SCORES = 'scores.png'
@@ -17,13 +16,8 @@ PAIRS = 'pairs.png'
 ROC_VIEW2 = 'roc_view2.png'
 ONE_SHOT = 'oneshot.png'
 FUSION = 'fusion.png'
-REPORT = 'report.md'
 TAR_CAVEAT = ('TAR@FAR=1e-2 rests on few impostor pairs (500 in pairsDevTest, 300 per View 2 '
               'fold): a handful of pairs moves it; read it as a rough figure.')
-
-
-def figure_path(workdir: str, name: str) -> str:
-  return os.path.join(workdir, FIGURES, name)
 
 
 def plot_learning_curves(workdir: str, best_epoch: int | None = None) -> str | None:
@@ -31,16 +25,18 @@ def plot_learning_curves(workdir: str, best_epoch: int | None = None) -> str | N
 
   The best epoch (marked) defaults to summary.json's.
   """
-  path = os.path.join(workdir, 'metrics.jsonl')
+  path = workdir_lib.path(workdir, workdir_lib.METRICS)
   if not os.path.exists(path):
     return None
   rows = [r for r in plots.read_metrics(path) if 'epoch' in r]
   if not rows:
     return None
   if best_epoch is None:
-    best_epoch = (_read_json(os.path.join(workdir, 'summary.json')) or {}).get('best_epoch')
-  loss = (_read_json(os.path.join(workdir, 'config.json')) or {}).get('loss', 'bce')
-  return plots.learning_curves(rows, figure_path(workdir, LEARNING_CURVES), best_epoch, loss)
+    summary = workdir_lib.read_json(workdir_lib.path(workdir, workdir_lib.SUMMARY)) or {}
+    best_epoch = summary.get('best_epoch')
+  config = workdir_lib.read_json(workdir_lib.path(workdir, workdir_lib.CONFIG)) or {}
+  return plots.learning_curves(rows, workdir_lib.figure_path(workdir, LEARNING_CURVES), best_epoch,
+                               config.get('loss', 'bce'))
 
 
 def plot_test_pairs(workdir: str, images: np.ndarray, labels: np.ndarray, scores: np.ndarray,
@@ -50,11 +46,12 @@ def plot_test_pairs(workdir: str, images: np.ndarray, labels: np.ndarray, scores
   auc = metrics.roc_auc(scores, labels)
   accuracy = metrics.accuracy(scores, labels, threshold)
   return [
-      plots.roc({f'test (AUC {auc:.3f})': (fpr, tpr)}, figure_path(workdir, ROC),
+      plots.roc({f'test (AUC {auc:.3f})': (fpr, tpr)}, workdir_lib.figure_path(workdir, ROC),
                 title=f'ROC, {title}'),
-      plots.score_histograms(scores, labels, threshold, figure_path(workdir, SCORES),
+      plots.score_histograms(scores, labels, threshold, workdir_lib.figure_path(workdir, SCORES),
                              title=f'{title}: accuracy {accuracy:.3f} at the chosen threshold'),
-      plots.example_pairs(images, labels, scores, threshold, figure_path(workdir, PAIRS)),
+      plots.example_pairs(images, labels, scores, threshold,
+                          workdir_lib.figure_path(workdir, PAIRS)),
   ]
 
 
@@ -65,7 +62,7 @@ def write_training_report(workdir: str, summary: Mapping[str, Any], test_pairs: 
   Args:
     workdir: the run's workdir (metrics.jsonl is read from it).
     summary: the training summary; its 'threshold' (chosen on validation) is used.
-    test_pairs: input_pipeline.PairSet of the test pairs (images and labels are used).
+    test_pairs: datasets.PairSet of the test pairs (images and labels are used).
     test_scores: (N,) same-person probabilities of those pairs.
 
   Returns:
@@ -75,16 +72,6 @@ def write_training_report(workdir: str, summary: Mapping[str, Any], test_pairs: 
   plot_test_pairs(workdir, test_pairs.images, test_pairs.labels, np.asarray(test_scores),
                   float(summary['threshold']))
   return write_report(workdir, summary)
-
-
-def _read_json(path: str) -> dict | None:
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError:
-      return None
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -98,8 +85,8 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _figure(workdir: str, name: str, caption: str) -> list[str]:
-  if os.path.exists(figure_path(workdir, name)):
-    return [f'![{caption}]({FIGURES}/{name})', '']
+  if os.path.exists(workdir_lib.figure_path(workdir, name)):
+    return [f'![{caption}]({workdir_lib.FIGURES}/{name})', '']
   return []
 
 
@@ -178,12 +165,12 @@ def _one_shot_lines(one_shot: Mapping[str, Any]) -> list[str]:
 
 def write_report(workdir: str, summary: Mapping[str, Any] | None = None) -> str:
   """Writes WORKDIR/report.md from config.json, summary.json, eval_*.json and figures/ present."""
-  config = _read_json(os.path.join(workdir, 'config.json')) or {}
+  config = workdir_lib.read_json(workdir_lib.path(workdir, workdir_lib.CONFIG)) or {}
   if summary is None:
-    summary = _read_json(os.path.join(workdir, 'summary.json'))
-  view1 = _read_json(os.path.join(workdir, 'eval_view1.json'))
-  view2 = _read_json(os.path.join(workdir, 'eval_view2.json'))
-  one_shot = _read_json(os.path.join(workdir, 'eval_oneshot.json'))
+    summary = workdir_lib.read_json(workdir_lib.path(workdir, workdir_lib.SUMMARY))
+  view1 = workdir_lib.read_json(workdir_lib.result_path(workdir, 'view1'))
+  view2 = workdir_lib.read_json(workdir_lib.result_path(workdir, 'view2'))
+  one_shot = workdir_lib.read_json(workdir_lib.result_path(workdir, 'oneshot'))
   lines = [f'# Run report: `{os.path.basename(os.path.abspath(workdir))}`', '']
   if config:
     lines += ['## Configuration', ''] + _config_lines(config) + ['']
@@ -206,7 +193,7 @@ def write_report(workdir: str, summary: Mapping[str, Any] | None = None) -> str:
   if one_shot:
     lines += ['## N-way one-shot identification', ''] + _one_shot_lines(one_shot)
     lines += _figure(workdir, ONE_SHOT, 'one-shot accuracy against N')
-  path = os.path.join(workdir, REPORT)
+  path = workdir_lib.path(workdir, workdir_lib.REPORT)
   with open(path + '.tmp', 'w') as f:
     f.write('\n'.join(lines).rstrip() + '\n')
   os.replace(path + '.tmp', path)

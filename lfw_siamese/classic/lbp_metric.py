@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lfw_siamese import input_pipeline
-from lfw_siamese import losses
+from lfw_siamese.data import samplers
+from lfw_siamese.model import losses
 
 
 class MetricMlp(nn.Module):
@@ -78,7 +78,7 @@ def person_batches(person_ids: np.ndarray, people_per_batch: int, *,
                    seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Endless (rows, person ids) batches: people_per_batch people (at most all of them) with two
   images each, every person with two or more images once per epoch, in a seeded order."""
-  starts, counts, order = input_pipeline.people_index(np.asarray(person_ids))
+  starts, counts, order = samplers.people_index(np.asarray(person_ids))
   repeated = np.flatnonzero(counts >= 2)
   if len(repeated) < 2:
     raise ValueError(f'the LBP metric needs two or more people with two or more images each; '

@@ -1,0 +1,1 @@
+"""LFW data: pair and people lists, sources, TFDS builders, preprocessing, samplers, caches."""

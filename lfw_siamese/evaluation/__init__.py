@@ -1,0 +1,1 @@
+"""Evaluation: verification metrics, figures and the run report."""

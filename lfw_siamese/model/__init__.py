@@ -1,0 +1,1 @@
+"""The siamese network in Flax: encoder and heads, losses, augmentation, and CPU kernels."""
