@@ -1,7 +1,13 @@
 """Orbax checkpoints of a workdir: the latest train state (to resume) and the best params."""
 
+import atexit
+import contextlib
+import gc
+import logging
 import os
-from typing import Any
+import sys
+import time
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -10,13 +16,22 @@ import orbax.checkpoint as ocp
 from lfw_siamese import workdir as workdir_lib
 
 
+# Two of each are kept while a new one is written and checked, so that an unreadable checkpoint
+# (a full disk, a bad copy) never replaces the last good one.
+_KEPT = 2
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be read back."""
+
+
 def _manager(directory: str, arrays: str, json_item: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       os.path.abspath(directory),
       item_handlers={arrays: ocp.StandardCheckpointHandler(),
                      json_item: ocp.JsonCheckpointHandler()},
       options=ocp.CheckpointManagerOptions(
-          preservation_policy=ocp.checkpoint_managers.LatestN(1), create=True,
+          preservation_policy=ocp.checkpoint_managers.LatestN(_KEPT), create=True,
           enable_async_checkpointing=False, cleanup_tmp_directories=True))
 
 
@@ -28,15 +43,67 @@ def _on_this_host(manager: ocp.CheckpointManager, step: int, item: str) -> Any:
                       manager.item_metadata(step)[item])
 
 
-def _restore(manager: ocp.CheckpointManager, arrays: str, json_item: str,
+def _first_line(error: Exception, limit: int = 200) -> str:
+  line = (str(error).strip().splitlines() or [''])[0]
+  return f'{type(error).__name__}: {line[:limit]}{"..." if len(line) > limit else ""}'
+
+
+@contextlib.contextmanager
+def _quiet_stderr(linger_s: float = 0.0) -> Iterator[None]:
+  """Sends file descriptor 2 to /dev/null meanwhile, and for linger_s seconds more."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  quiet = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(quiet, 2)
+  try:
+    yield
+  finally:
+    time.sleep(linger_s)
+    gc.collect()
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(quiet)
+
+
+_FAILED_READS = []  # Steps whose restore failed in this process.
+
+
+def _quiet_at_exit() -> None:
+  sys.stderr.flush()
+  os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, arrays: str, json_item: str,
              abstract: Any) -> tuple[Any, dict]:
-  """The newest checkpoint's arrays (laid out as `abstract` says, else on one device) and JSON."""
-  step = manager.latest_step()
-  if abstract is None:
-    abstract = _on_this_host(manager, step, arrays)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      **{arrays: ocp.args.StandardRestore(abstract), json_item: ocp.args.JsonRestore()}))
-  return restored[arrays], restored[json_item]
+  """A step's arrays (laid out as `abstract` says, else on one device) and JSON; CheckpointError
+  naming the step's folder when it does not read back.
+
+  A failed read is one line: Orbax logs it at length, and leaves the other reads in flight, each
+  of which prints its own copy of the error (a hundred lines) as it lands on the closed event
+  loop or is collected, at once or at exit. So stderr is quiet during the restore, for a moment
+  after a failure, and at the exit of a process that had one.
+  """
+  absl_logger = logging.getLogger('absl')
+  level = absl_logger.level
+  absl_logger.setLevel(logging.CRITICAL)
+  try:
+    with _quiet_stderr():
+      if abstract is None:
+        abstract = _on_this_host(manager, step, arrays)
+      restored = manager.restore(step, args=ocp.args.Composite(
+          **{arrays: ocp.args.StandardRestore(abstract), json_item: ocp.args.JsonRestore()}))
+    return restored[arrays], restored[json_item]
+  except Exception as error:  # pylint: disable=broad-except  (Orbax and TensorStore raise many)
+    problem = _first_line(error)
+  finally:
+    absl_logger.setLevel(level)
+  with _quiet_stderr(linger_s=0.5):  # Local reads land within it.
+    _FAILED_READS.append(step)
+  atexit.unregister(_quiet_at_exit)
+  atexit.register(_quiet_at_exit)
+  folder = os.path.join(str(manager.directory), str(step))
+  raise CheckpointError(f'{folder}: unreadable checkpoint ({problem})')
 
 
 class Checkpoints:
@@ -57,19 +124,43 @@ class Checkpoints:
         state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)), force=True)
 
   def restore_latest(self, abstract_state: Any = None) -> tuple[Any, dict]:
-    """The latest state (laid out as `abstract_state` says, else on one device) and progress."""
-    return _restore(self._latest, 'state', 'progress', abstract_state)
+    """The newest latest state that reads back (laid out as `abstract_state` says, else on one
+    device) and its progress; an unreadable newer one is reported and passed over."""
+    failures = []
+    for step in sorted(self._latest.all_steps(), reverse=True):
+      try:
+        restored = _restore(self._latest, step, 'state', 'progress', abstract_state)
+      except CheckpointError as error:
+        failures.append(str(error))
+        continue
+      for failure in failures:
+        print(f'lfw_siamese: {failure}; resuming from step {step} instead', file=sys.stderr)
+      return restored
+    raise CheckpointError('; '.join(failures) or f'{self._latest.directory}: no checkpoint')
 
   def save_best(self, epoch: int, params: Any, record: dict) -> None:
+    """Saves the best params, then (on one host) reads them back before the previous best goes."""
     self._best.save(epoch, args=ocp.args.Composite(
         params=ocp.args.StandardSave(params), record=ocp.args.JsonSave(record)), force=True)
+    if jax.process_count() == 1:
+      try:
+        _restore(self._best, epoch, 'params', 'record', None)
+      except CheckpointError as error:
+        self._best.delete(epoch)
+        raise CheckpointError(f'{error}; the previous best checkpoint is kept') from None
+    for step in self._best.all_steps():
+      if step < epoch:
+        self._best.delete(step)
 
   def best_epoch(self) -> int | None:
     return self._best.latest_step()
 
   def restore_best(self, abstract_params: Any = None) -> tuple[Any, dict]:
     """The best params (laid out as `abstract_params` says, else on one device) and their record."""
-    return _restore(self._best, 'params', 'record', abstract_params)
+    step = self._best.latest_step()
+    if step is None:
+      raise CheckpointError(f'{self._best.directory}: no checkpoint')
+    return _restore(self._best, step, 'params', 'record', abstract_params)
 
   def forget_best_after(self, epoch: int) -> None:
     """Deletes best checkpoints after `epoch` (from a run killed before it saved 'latest')."""
@@ -78,8 +169,10 @@ class Checkpoints:
         self._best.delete(step)
 
   def close(self) -> None:
-    self._latest.close()
-    self._best.close()
+    # Closing cancels what a failed read left in flight, which would print its errors.
+    with _quiet_stderr(linger_s=0.2) if _FAILED_READS else contextlib.nullcontext():
+      self._latest.close()
+      self._best.close()
 
 
 def load_best(workdir: str) -> tuple[ml_collections.ConfigDict, Any]:

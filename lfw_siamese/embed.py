@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from lfw_siamese import files
 from lfw_siamese.data import image_io
 from lfw_siamese.data import lists
 
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
   except (image_io.ImageFileError, FileNotFoundError, ValueError, lists.LfwDataError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-  np.savez(args.output, **result)
+  with files.atomic_write(args.output, 'wb') as f:
+    np.savez(f, **result)
   print(f'{len(result["paths"])} images -> {args.output} (embeddings '
         f'{result["embeddings"].shape[1]}-d)')
   return 0

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lfw_siamese import files
 from lfw_siamese import workdir as workdir_lib
 from lfw_siamese.data import datasets
 from lfw_siamese.data import lists
@@ -54,13 +55,13 @@ def evaluate_view1(workdir: str, *, lfw_dir: str | None = None, batch_size: int 
   result.update(protocol='view1', paradigm=verifier.config.data.paradigm,
                 val_pairs=int(data.validation.labels.size), tar_at_far_caveat=report.TAR_CAVEAT)
   if not with_fusion:
-    workdir_lib.write_json(workdir_lib.result_path(workdir, 'view1', with_fusion), result)
+    files.write_json(workdir_lib.result_path(workdir, 'view1', with_fusion), result)
     return result
-  np.savez(workdir_lib.path(workdir, workdir_lib.VIEW1_SCORES), test_scores=test_scores,
-           test_labels=data.test.labels, test_names=data.test.names,
-           test_numbers=data.test.numbers, val_scores=val_scores,
-           val_labels=data.validation.labels)
-  workdir_lib.write_json(workdir_lib.result_path(workdir, 'view1'), result)
+  with files.atomic_write(workdir_lib.path(workdir, workdir_lib.VIEW1_SCORES), 'wb') as f:
+    np.savez(f, test_scores=test_scores, test_labels=data.test.labels,
+             test_names=data.test.names, test_numbers=data.test.numbers, val_scores=val_scores,
+             val_labels=data.validation.labels)
+  files.write_json(workdir_lib.result_path(workdir, 'view1'), result)
   report.plot_learning_curves(workdir)
   report.plot_test_pairs(workdir, data.test.images, data.test.labels, test_scores,
                          result['threshold'])
@@ -136,7 +137,7 @@ def evaluate_view2(workdir: str, *, folds: Sequence[int] = tuple(range(10)),
   result = {'protocol': 'view2', 'paradigm': '/'.join(sorted(paradigms)),
             'complete': sorted(folds) == list(range(10)), **summarize_folds(fold_results),
             'folds': fold_results}
-  workdir_lib.write_json(workdir_lib.result_path(workdir, 'view2', with_fusion), result)
+  files.write_json(workdir_lib.result_path(workdir, 'view2', with_fusion), result)
   if not with_fusion:
     return result
   plots.roc({f"fold average (AUC {result['averaged_roc_auc']:.3f})":
@@ -184,7 +185,7 @@ def evaluate_one_shot(workdir: str, *, ways: Sequence[int] = ONE_SHOT_WAYS, tria
                     'ci95': list(metrics.wilson_interval(int(correct.sum()), trials))})
   result = {'protocol': 'oneshot', 'split': split, 'people': int((counts >= 2).sum()),
             'images': int(keep.sum()), 'seed': seed, 'results': results}
-  workdir_lib.write_json(workdir_lib.result_path(workdir, 'oneshot', with_fusion), result)
+  files.write_json(workdir_lib.result_path(workdir, 'oneshot', with_fusion), result)
   if not with_fusion:
     return result
   plots.one_shot_accuracy(results, workdir_lib.figure_path(workdir, report.ONE_SHOT))

@@ -5,17 +5,19 @@ import json
 import os
 import sys
 
+from lfw_siamese import checkpointing
 from lfw_siamese import config_check
 from lfw_siamese import config_flags
 from lfw_siamese import host_memory
 from lfw_siamese import sharding
 from lfw_siamese import train
 from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.data import loading
 from lfw_siamese.data.lists import LfwDataError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), 'configs', 'default.py')
-_PRINTED = ('best_epoch', 'val_acc', 'threshold', 'test_acc', 'test_acc_at_0_5', 'test_auc',
-            'train_seconds')
+_PRINTED = ('variant', 'best_epoch', 'val_acc', 'threshold', 'test_acc', 'test_acc_at_0_5',
+            'test_auc', 'train_seconds')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
   except config_check.ConfigError as error:
     _fail(error)
   host_memory.configure(config)  # Before JAX starts (see host_memory).
+  if fallback := loading.fallback_variant(config.data):
+    print(f'lfw_siamese.main: no LFW {config.data.variant} here (and no mirror to download it '
+          f'from): this run downloads and uses the {fallback} variant', file=sys.stderr)
+    config.data.variant = fallback
   sharding.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
   try:
     summary = train.train_and_evaluate(config, args.workdir, restart=args.restart)
-  except (config_check.ConfigError, workdir_lib.WorkdirConflict, LfwDataError) as error:
+  except (config_check.ConfigError, workdir_lib.WorkdirConflict, checkpointing.CheckpointError,
+          LfwDataError) as error:
     _fail(error, exit_code=1)
   print(json.dumps({name: summary[name] for name in _PRINTED}))
   return 0

@@ -30,7 +30,8 @@ def add_to_workdir(workdir: str, settings, *, lfw_dir: str | None = None,
   data = loading.training_data(verifier.config)
   stage, fused, test = fusion.fit_lbp_fusion(
       settings, data, verifier.score_pairs(data.validation), verifier.score_pairs(data.test),
-      figure=workdir_lib.figure_path(workdir, report.FUSION))
+      figure=workdir_lib.figure_path(workdir, report.FUSION),
+      announce=lambda stage: print(stage, file=sys.stderr, flush=True))
   # A stage fitted before, perhaps with other grids, leaves nothing behind.
   summary = {name: value for name, value in workdir_lib.read_summary(workdir).items()
              if not name.startswith(('fusion_', 'lbp_only_'))}

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from lfw_siamese import sharding
 from lfw_siamese.model import networks
@@ -81,7 +82,9 @@ def embed_network(model: networks.SiameseNet, params: Any, images: np.ndarray, *
   local_size = batch_size // jax.process_count()
   local_start = jax.process_index() * local_size
   chunks = []
-  for begin in range(0, len(images), batch_size):
+  begins = range(0, len(images), batch_size)
+  for begin in tqdm.tqdm(begins, desc='embedding images', unit='batch', leave=False,
+                         disable=True if len(begins) < 8 or jax.process_index() else None):
     chunk = images[begin:begin + batch_size]
     count = len(chunk)
     if count < batch_size:  # Pad so that every batch has one shape (one compilation).

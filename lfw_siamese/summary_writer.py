@@ -1,10 +1,10 @@
 """Per-epoch metrics to WORKDIR/metrics.jsonl and TensorBoard event files, without TensorFlow."""
 
 import json
-import os
 
 from tensorboardX import SummaryWriter
 
+from lfw_siamese import files
 from lfw_siamese import workdir as workdir_lib
 
 
@@ -21,9 +21,8 @@ class MetricWriter:
     if self._tensorboard is None:
       return
     path = workdir_lib.path(self._workdir, workdir_lib.METRICS)
-    with open(path + '.tmp', 'w') as f:
+    with files.atomic_write(path) as f:
       f.writelines(json.dumps(record) + '\n' for record in history)
-    os.replace(path + '.tmp', path)
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
     if self._tensorboard is None:

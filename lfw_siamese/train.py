@@ -3,8 +3,9 @@
 import functools
 import itertools
 import json
+import sys
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -116,7 +117,7 @@ def _train_epoch(state, train_step, train_key, train, config, epoch, epoch_steps
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False,
-                       data=None) -> dict:
+                       data=None, on_stage: Callable[[str], None] | None = None) -> dict:
   """Trains (resuming from WORKDIR's latest checkpoint), then scores the best epoch; the summary.
 
   Args:
@@ -124,6 +125,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     workdir: where config.json, checkpoints/, metrics.jsonl, tensorboard/ and summary.json go.
     restart: wipe a workdir that holds a run of another config instead of refusing it.
     data: a TrainingData (train, validation, test); default: loading.training_data(config).
+    on_stage: called with the name of each stage after the epochs as it starts (they are also
+      printed): a run stopped anywhere in them finishes when run again, as if never stopped.
   """
   config_check.validate(config)
   mesh = sharding.make_mesh()
@@ -135,6 +138,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   if data is None:
     data = loading.training_data(config)
   is_main = jax.process_index() == 0
+
+  def announce(stage: str) -> None:
+    if is_main:
+      tqdm.tqdm.write(stage, file=sys.stderr)
+    if on_stage is not None:
+      on_stage(stage)
+
   model = networks.build(config.model)
   epoch_steps = steps_per_epoch(data.train, config)
   if epoch_steps < 1:
@@ -196,18 +206,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   del state  # The best params replace the last ones.
 
   abstract_params = step_lib.network_params(abstract_state.params)
+  announce(f'training done ({len(progress["history"])} epochs): scoring the best, epoch '
+           f'{checkpoints.best_epoch()}')
   params, best_record = checkpoints.restore_best(abstract_params)
   checkpoints.close()
   fusion_figure = None
   if is_main:  # Only the main process draws and writes (matplotlib loads slowly).
     from lfw_siamese.evaluation import report  # pylint: disable=g-import-not-at-top
     fusion_figure = workdir_lib.figure_path(workdir, report.FUSION)
-  summary, test_scores, fusion_stage = score(model, params, data, config, fusion_figure)
-  summary.update(best_epoch=best_record['epoch'], val_acc=best_record['val_acc'],
-                 epochs=len(progress['history']), train_seconds=round(progress['train_seconds'], 3),
+  summary, test_scores, fusion_stage = score(model, params, data, config, fusion_figure, announce)
+  summary.update(variant=config.data.variant, best_epoch=best_record['epoch'],
+                 val_acc=best_record['val_acc'], epochs=len(progress['history']),
+                 train_seconds=round(progress['train_seconds'], 3),
                  param_count=networks.count_params(params), devices=jax.device_count(),
                  processes=jax.process_count(), config=workdir_lib.config_dict(config))
   if is_main:
+    announce(f'writing {workdir_lib.SUMMARY}, {workdir_lib.REPORT} and its figures')
     if fusion_stage is not None:
       fusion_stage.save(workdir)
     workdir_lib.write_summary(workdir, summary)
@@ -215,8 +229,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   return summary
 
 
-def score(model, params, data, config, fusion_figure: str | None = None
-          ) -> tuple[dict, np.ndarray, Any]:
+def score(model, params, data, config, fusion_figure: str | None = None,
+          announce: Callable[[str], None] = lambda stage: None) -> tuple[dict, np.ndarray, Any]:
   """Scores the test pairs (View 1 test or a fold) at the threshold chosen on validation.
 
   With config.lbp_fusion.enabled, the fusion's figure is drawn at fusion_figure when given.
@@ -225,11 +239,12 @@ def score(model, params, data, config, fusion_figure: str | None = None
     The verification report's numbers, the test pairs' probabilities and, with
     config.lbp_fusion.enabled, the fusion stage whose fused scores these are (else None).
   """
+  announce(f'scoring {len(data.validation)} validation and {len(data.test)} test pairs')
   validation = network_probabilities(model, params, data.validation, config)
   test = network_probabilities(model, params, data.test, config)
   if config.lbp_fusion.enabled:
     stage, report, fused_test = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation, test,
-                                                      figure=fusion_figure)
+                                                      figure=fusion_figure, announce=announce)
     return report, fused_test, stage
   report = metrics.verification_report(validation, np.asarray(data.validation.labels), test,
                                        np.asarray(data.test.labels))

@@ -6,12 +6,14 @@ an optional header `image_a,image_b`, and optionally a third column that is copi
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import sys
 from typing import NamedTuple
 
+from lfw_siamese import files
 from lfw_siamese.data import image_io
 from lfw_siamese.data import lists
 
@@ -79,15 +81,12 @@ def _score_pairs_csv(verifier, args) -> None:
     line = next(row.line for row in rows if e.path in (row.image_a, row.image_b))
     raise UsageError(f'{args.pairs}:{line}: {e}') from None
   same = verifier.decide(probabilities)
-  output = open(args.output, 'w', newline='') if args.output else sys.stdout
-  try:
+  with (files.atomic_write(args.output, newline='') if args.output
+        else contextlib.nullcontext(sys.stdout)) as output:
     writer = csv.writer(output)
     writer.writerow(['image_a', 'image_b', 'probability', 'same', 'extra'])
     for row, p, s in zip(rows, probabilities, same):
       writer.writerow([row.image_a, row.image_b, f'{p:.6f}', int(s), row.extra])
-  finally:
-    if output is not sys.stdout:
-      output.close()
   if args.json:
     print(json.dumps({'pairs': len(rows), 'same': int(same.sum()), 'threshold': verifier.threshold,
                       'output': args.output}))

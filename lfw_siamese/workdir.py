@@ -13,11 +13,11 @@
 import json
 import os
 import shutil
-from typing import Any
 
 import ml_collections
 
 from lfw_siamese import config_check
+from lfw_siamese import files
 
 CONFIG = 'config.json'
 CHECKPOINTS = 'checkpoints'
@@ -38,7 +38,7 @@ RUN_ONLY_FIELDS = ('data.lfw_dir', 'data.tfds_dir', 'data.cache_dir', 'data.bund
 
 
 class WorkdirConflict(Exception):
-  """The workdir holds a run of a different config."""
+  """The workdir cannot take this run: it holds another config's, is a file, or is not writable."""
 
 
 def path(workdir: str, name: str) -> str:
@@ -59,13 +59,6 @@ def fold_workdir(workdir: str, fold: int) -> str:
 def result_path(workdir: str, protocol: str, with_fusion: bool = True) -> str:
   """Where a protocol's result goes: WORKDIR/eval_PROTOCOL.json, or ..._cnn_only.json."""
   return os.path.join(workdir, f"eval_{protocol}{'' if with_fusion else '_cnn_only'}.json")
-
-
-def write_json(file: str, data: Any) -> None:
-  """Writes JSON so that a reader (or a run killed meanwhile) never sees half a file."""
-  with open(file + '.tmp', 'w') as f:
-    json.dump(data, f, indent=2)
-  os.replace(file + '.tmp', file)
 
 
 def read_json(file: str) -> dict | None:
@@ -97,7 +90,7 @@ def read_summary(workdir: str) -> dict:
 
 
 def write_summary(workdir: str, summary: dict) -> None:
-  write_json(path(workdir, SUMMARY), summary)
+  files.write_json(path(workdir, SUMMARY), summary)
 
 
 def read_threshold(workdir: str, fields: tuple[str, ...] = ('threshold',)) -> float:
@@ -147,9 +140,13 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with."""
-  with open(path(workdir, CONFIG)) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  """The config a workdir was trained with; ValueError naming config.json when it is not JSON."""
+  file = path(workdir, CONFIG)
+  with open(file) as f:
+    try:
+      return ml_collections.ConfigDict(json.load(f))
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{file}: not valid JSON ({e})') from None
 
 
 def prepare(workdir: str, config: ml_collections.ConfigDict, restart: bool) -> None:
@@ -159,6 +156,8 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, restart: bool) -> N
     WorkdirConflict: the workdir holds a run of another config and `restart` is False.
   """
   import jax  # pylint: disable=g-import-not-at-top  (JAX loads slowly; readers need none)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirConflict(f'{workdir}: exists and is not a folder; use another --workdir')
   file = path(workdir, CONFIG)
   if restart:
     if jax.process_index() == 0:
@@ -176,8 +175,12 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, restart: bool) -> N
       raise WorkdirConflict(f'{file}: this workdir holds a run of another config ({shown}); '
                             'pass --restart to start over, or use another --workdir')
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    write_json(file, config_dict(config))
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      files.write_json(file, config_dict(config))  # Also the probe: a full disk or a read-only folder.
+    except OSError as error:
+      raise WorkdirConflict(f'{workdir}: cannot write the run there ({error.strerror or error})'
+                            ) from None
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices('prepare_workdir')

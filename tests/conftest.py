@@ -1,8 +1,12 @@
 """Shared fixtures: a fake LFW built once per test run, and real LFW when LFW_DIR is set."""
 
+import functools
+import hashlib
+import http.server
 import os
 import pathlib
 import sys
+import threading
 import time
 
 import pytest
@@ -64,3 +68,49 @@ def _real_tfds_dir(real_lfw_dir, tmp_path_factory) -> str:
 def real_data_config(real_lfw_dir, _real_tfds_dir):
   """config.data for real LFW (skips when LFW_DIR is unset), datasets prepared once per test run."""
   return data_config(lfw_dir=str(real_lfw_dir), tfds_dir=_real_tfds_dir)
+
+
+class _Mirror(http.server.SimpleHTTPRequestHandler):
+  """Serves a folder; paths under /forbidden/ answer 403 (as figshare sometimes does)."""
+
+  def do_GET(self):
+    if self.path.startswith('/forbidden/'):
+      self.send_error(403)
+    else:
+      super().do_GET()
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def lfw_mirror(tmp_path, monkeypatch):
+  """mirror(variant): sources' download mirror for the variant made a loopback HTTP server of a
+  fake LFW's archive and pair lists; returns download(name, prefix='') -> sources.Download."""
+  from lfw_siamese.data import sources  # pylint: disable=g-import-not-at-top
+  servers = []
+
+  def mirror(variant):
+    served = fake_lfw_lib.make_fake_lfw(tmp_path / f'served_{variant}', variant=variant,
+                                        archive=True)
+    server = http.server.ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(_Mirror, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.append(server)
+    url = f'http://127.0.0.1:{server.server_address[1]}'
+
+    def download(name, prefix=''):
+      return sources.Download(name, f'{url}/{prefix}{name}',
+                              hashlib.sha256((served / name).read_bytes()).hexdigest())
+
+    archive = fake_lfw_lib.VARIANT_FOLDERS[variant][1]
+    monkeypatch.setattr(sources, 'ARCHIVE_DOWNLOADS', {variant: download(archive)})
+    monkeypatch.setattr(sources, 'LIST_DOWNLOADS', tuple(
+        download(name) for name in sources.PAIR_LISTS))
+    monkeypatch.setattr(sources, 'DOWNLOAD_BACKOFF_S', 0.0)
+    monkeypatch.delenv('LFW_DIR', raising=False)
+    return download
+
+  yield mirror
+  for server in servers:
+    server.shutdown()

@@ -1,13 +1,9 @@
 """The TFDS builders on fake LFW: splits, variants, sources, checks, downloads and the info CLI."""
 
-import functools
-import hashlib
-import http.server
 import json
 import pathlib
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -172,39 +168,10 @@ def test_disjointness_is_computed_from_the_data(tmp_path):
   assert summary['people_disjoint_view1'] is False and summary['people_disjoint_view2'] is True
 
 
-class _Mirror(http.server.SimpleHTTPRequestHandler):
-  """Serves a folder; paths under /forbidden/ answer 403 (as figshare sometimes does)."""
-
-  def do_GET(self):
-    if self.path.startswith('/forbidden/'):
-      self.send_error(403)
-    else:
-      super().do_GET()
-
-  def log_message(self, *args):
-    pass
-
-
 @pytest.fixture
-def mirror(tmp_path, monkeypatch):
+def mirror(lfw_mirror):
   """A local HTTP mirror of a fake LFW's original archive and pair lists."""
-  served = fake_lfw_lib.make_fake_lfw(tmp_path / 'served', variant='original', archive=True)
-  server = http.server.ThreadingHTTPServer(
-      ('127.0.0.1', 0), functools.partial(_Mirror, directory=str(served)))
-  threading.Thread(target=server.serve_forever, daemon=True).start()
-  url = f'http://127.0.0.1:{server.server_address[1]}'
-
-  def download(name, prefix=''):
-    return sources.Download(name, f'{url}/{prefix}{name}',
-                            hashlib.sha256((served / name).read_bytes()).hexdigest())
-
-  monkeypatch.setattr(sources, 'ARCHIVE_DOWNLOADS', {'original': download('lfw.tgz')})
-  monkeypatch.setattr(sources, 'LIST_DOWNLOADS', tuple(
-      download(name) for name in sources.PAIR_LISTS))
-  monkeypatch.setattr(sources, 'DOWNLOAD_BACKOFF_S', 0.0)
-  monkeypatch.delenv('LFW_DIR', raising=False)
-  yield download
-  server.shutdown()
+  return lfw_mirror('original')
 
 
 def test_download_checks_sha256_and_derives_people(tmp_path, mirror):

@@ -82,12 +82,16 @@ def test_command_trains_on_fake_lfw_resumes_and_refuses_another_config(tmp_path,
   assert _check_run_files(workdir, epochs=1)['config']['seed'] == 7
 
 
-def test_missing_lfw_gets_one_line(tmp_path):
+def test_missing_lfw_falls_back_to_a_download_then_fails_in_one_line(tmp_path):
   result = _main('--workdir', str(tmp_path / 'run'), '--config', TINY,
                  f'--config.data.lfw_dir={tmp_path / "nowhere"}',
-                 f'--config.data.tfds_dir={tmp_path / "tfds"}', LFW_DIR='')
-  _assert_one_line_error(result, 'lfw_siamese.main: error:')
-  assert 'nowhere' in result.stderr
+                 f'--config.data.tfds_dir={tmp_path / "tfds"}', LFW_DIR='',
+                 https_proxy='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9')  # Refused.
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+  assert 'uses the funneled variant' in lines[0]
+  assert all(line.startswith('Downloading ') for line in lines[1:-1])
+  assert lines[-1].startswith('lfw_siamese.main: error:') and 'nowhere' in lines[-1]
 
 
 def test_command_on_real_lfw_writes_its_files(tmp_path, real_data_config):

@@ -74,12 +74,14 @@ def tiny_config(**overrides):
 
 
 def main(argv):
-  """python tests/train_fakes.py WORKDIR [JSON overrides]: tiny on fake data (subprocess tests).
+  """python tests/train_fakes.py WORKDIR [JSON overrides [STAGE]]: tiny on fake data (subprocess
+  tests); with STAGE, the process kills itself (SIGKILL) as the first stage naming it starts.
 
   A multi-process run reads LFW_SIAMESE_COORDINATOR, _NUM_PROCESSES and _PROCESS_ID.
   """
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
   from lfw_siamese import sharding, train  # pylint: disable=g-import-not-at-top
   sharding.initialize_distributed(os.environ.get('LFW_SIAMESE_COORDINATOR', ''),
                                   int(os.environ.get('LFW_SIAMESE_NUM_PROCESSES', '1')),
@@ -87,7 +89,13 @@ def main(argv):
   config = tiny_config(**(json.loads(argv[2]) if len(argv) > 2 else {}))
   data = (identity_training_data() if config.data.paradigm == 'unrestricted'
           else training_data(int(os.environ.get('FAKE_TRAIN_PAIRS', '256'))))
-  summary = train.train_and_evaluate(config, argv[1], data=data)
+  kill_at = argv[3] if len(argv) > 3 else None
+
+  def on_stage(stage):
+    if kill_at and kill_at in stage:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  summary = train.train_and_evaluate(config, argv[1], data=data, on_stage=on_stage)
   print(json.dumps({'devices': summary['devices'], 'processes': summary['processes']}))
 
 

@@ -11,10 +11,12 @@ workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 
 import dataclasses
 import os
+from typing import Callable
 
 import numpy as np
 
 from lfw_siamese import config_check
+from lfw_siamese import files
 from lfw_siamese import workdir as workdir_lib
 from lfw_siamese.classic import lbp as lbp_lib
 from lfw_siamese.classic import lbp_metric
@@ -115,10 +117,8 @@ class LbpFusion:
       arrays.update({f'd{i}_{name}': array for name, array in descriptor.arrays().items()})
     if self.metric is not None:
       arrays.update(self.metric.arrays())
-    path = os.path.join(workdir, FILE)
-    with open(path + '.tmp', 'wb') as f:
+    with files.atomic_write(os.path.join(workdir, FILE), 'wb') as f:
       np.savez(f, **arrays)
-    os.replace(path + '.tmp', path)
 
 
 def load(workdir: str) -> LbpFusion | None:
@@ -148,7 +148,9 @@ def load(workdir: str) -> LbpFusion | None:
 
 
 def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndarray, *,
-                   figure: str | None = None) -> tuple[LbpFusion, dict, np.ndarray]:
+                   figure: str | None = None,
+                   announce: Callable[[str], None] = lambda stage: None
+                   ) -> tuple[LbpFusion, dict, np.ndarray]:
   """Learns the LBP descriptors from the training people and the fusion on the validation pairs.
 
   Args:
@@ -157,6 +159,7 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
     validation_cnn: (N,) the CNN's probabilities of data.validation's pairs.
     test_cnn: (M,) the CNN's probabilities of data.test's pairs.
     figure: where to draw the test pairs' CNN and LBP scores and the fused threshold, if given.
+    announce: called with the name of each step as it starts (they take minutes on real LFW).
 
   Returns:
     The stage; the verification report of the fused scores, with the CNN's own under cnn_only_
@@ -164,14 +167,19 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
     weights; and the fused test probabilities.
   """
   radii, grids = tuple(settings.radii), tuple(settings.grids)
+  announce(f'fusion stage: LBP histograms of {len(data.train.images)} training images')
   train_features = lbp_lib.mirrored_histograms(data.train.images, radii=radii, grids=grids)
+  announce(f'fusion stage: {len(grids)} LBP descriptors (PCA to {settings.dims}, whitening)')
   descriptors = lbp_lib.fit_features(train_features, data.train.person_ids, radii=radii,
                                      grids=grids, dims=int(settings.dims))
   metric = None
   if (metric_config := config_check.lbp_metric_settings(settings)).steps:
+    announce(f'fusion stage: a metric on the descriptors, {metric_config.steps} steps')
     metric = lbp_metric.fit(project(descriptors, train_features), data.train.person_ids,
                             metric_config)
   unfitted = LbpFusion(descriptors, np.zeros(len(descriptors) + 2 + (metric is not None)), metric)
+  announce(f'fusion stage: weights on {len(data.validation)} validation pairs, scoring '
+           f'{len(data.test)} test pairs')
   validation_cosines, test_cosines = (
       unfitted.cosines(unfitted.embed(pairs.images[:, 0]), unfitted.embed(pairs.images[:, 1]))
       for pairs in (data.validation, data.test))

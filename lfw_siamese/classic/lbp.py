@@ -9,6 +9,7 @@ on other pairs than the CNN does, and fusion.py combines the two scores.
 import dataclasses
 
 import numpy as np
+import tqdm
 
 NEIGHBOURS = 8
 
@@ -72,7 +73,9 @@ def histograms(images: np.ndarray, *, radii, grids, chunk: int = 512) -> list[np
       cell_x = np.minimum(np.arange(width) * grid // width, grid - 1)
       cell_maps.append(cell_y[:, None] * grid + cell_x[None, :])
     rows = [[] for _ in grids]
-    for start in range(0, gray.shape[0], chunk):
+    starts = range(0, gray.shape[0], chunk)
+    for start in tqdm.tqdm(starts, desc=f'LBP histograms, radius {radius}', unit='chunk',
+                           leave=False, disable=True if len(starts) < 4 else None):
       codes = pattern_codes(gray[start:start + chunk], radius)
       count = codes.shape[0]
       for g, (grid, cells) in enumerate(zip(grids, cell_maps)):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from lfw_siamese.data import samplers
 from lfw_siamese.model import losses
@@ -130,7 +131,9 @@ def fit(lbp_embeddings: np.ndarray, person_ids: np.ndarray, settings, *,
     return optax.apply_updates(params, updates), opt_state
 
   batches = person_batches(person_ids, int(settings.people_per_batch), seed=seed)
-  for index, (rows, ids) in zip(range(int(settings.steps)), batches):
+  steps = tqdm.trange(int(settings.steps), desc='metric on the LBP descriptors', unit='step',
+                      leave=False, disable=None)
+  for index, (rows, ids) in zip(steps, batches):
     params, opt_state = step(params, opt_state, jnp.asarray(rows), jnp.asarray(ids),
                              jax.random.fold_in(key, index))
   return LbpMetric(mean, scale, jax.tree.map(np.asarray, params))

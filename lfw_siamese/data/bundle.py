@@ -9,10 +9,10 @@ that only has JAX).
 
 import functools
 import os
-import pathlib
 
 import numpy as np
 
+from lfw_siamese import files
 from lfw_siamese.data.lists import LfwDataError
 
 FORMAT = 1
@@ -54,12 +54,9 @@ def write(path: str, *, preprocessing: str, variant: str, pairs: dict, people: d
   names, numbers = zip(*table) if table else ((), ())
   arrays.update(images=np.stack(rows), image_names=np.asarray(names, dtype=str),
                 image_numbers=np.asarray(numbers, np.int32))
-  target = pathlib.Path(path)
-  target.parent.mkdir(parents=True, exist_ok=True)
-  partial = target.with_name(f'.{target.name}.{os.getpid()}.npz')
-  np.savez_compressed(partial, **arrays)
-  os.replace(partial, target)
-  return {'images': len(rows), 'bytes': target.stat().st_size}
+  with files.atomic_write(path, 'wb') as f:
+    np.savez_compressed(f, **arrays)
+  return {'images': len(rows), 'bytes': os.path.getsize(path)}
 
 
 @functools.lru_cache(maxsize=2)

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from lfw_siamese import config_check
+from lfw_siamese import files
 from lfw_siamese.data import bundle
 from lfw_siamese.data import datasets
 from lfw_siamese.data import images as images_lib
@@ -83,6 +84,20 @@ def training_data(config: ml_collections.ConfigDict) -> TrainingData:
   # Fixed across epochs; its people are disjoint from training, so the epoch number is arbitrary.
   validation = samplers.identity_pair_set(held_out, num_validation, seed=config.seed, epoch=0)
   return TrainingData(train, validation, test)
+
+
+def fallback_variant(data_config: ml_collections.ConfigDict) -> str | None:
+  """The variant to download instead of data.variant when that one is nowhere here (no bundle,
+  no prepared data, no local copy) and has no download mirror: 'funneled'; else None."""
+  if data_config.get('bundle') or data_config.variant in sources.ARCHIVE_DOWNLOADS:
+    return None
+  tfds_dir = sources.tfds_data_dir(data_config.tfds_dir)
+  if sources.local_fingerprint(data_config.variant, lfw_dir=data_config.lfw_dir,
+                               tfds_dir=tfds_dir) is not None:
+    return None
+  if all(_tfds_lfw().is_prepared(kind, data_config) for kind in ('pairs', 'people')):
+    return None
+  return 'funneled'
 
 
 def unrestricted_people(config: ml_collections.ConfigDict) -> tuple[IdentitySet, IdentitySet]:
@@ -170,7 +185,8 @@ def _decode_pairs(builder, split: str, settings: images_lib.Preprocessing, worke
 
 def _memory_key(data_config, settings, kind: str, split: str) -> tuple:
   return (str(sources.tfds_data_dir(data_config.tfds_dir)), data_config.get('bundle', ''),
-          data_config.variant, settings, kind, split)
+          data_config.lfw_dir or os.environ.get('LFW_DIR', ''), data_config.variant, settings,
+          kind, split)
 
 
 def _tfds_lfw():
@@ -211,10 +227,8 @@ def _read_cache(path: pathlib.Path) -> dict | None:
 def _write_cache(path: pathlib.Path, arrays: dict):
   """Writes atomically, so concurrent processes never read a half-written cache."""
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f'.{path.stem}.{os.getpid()}.npz')
-    np.savez(partial, **arrays)
-    os.replace(partial, path)
+    with files.atomic_write(str(path), 'wb') as f:
+      np.savez(f, **arrays)
   except OSError as error:  # A read-only cache dir costs speed, not correctness.
     print(f'lfw_siamese: cannot write cache {path} ({error})', file=sys.stderr)
 

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 from PIL import Image
+import tqdm
 
 from lfw_siamese.data.lists import LfwDataError
 
@@ -203,16 +204,9 @@ def locate(variant_name: str, *, lfw_dir: str = '', tfds_dir: pathlib.Path,
   Raises LfwDataError with where it looked and how to provide the data when nothing fits.
   """
   spec = variant(variant_name)
-  looked = []
-  if lfw_dir:
-    candidates = [('config.data.lfw_dir', pathlib.Path(lfw_dir).expanduser())]
-  elif os.environ.get('LFW_DIR'):
-    candidates = [('LFW_DIR', pathlib.Path(os.environ['LFW_DIR']).expanduser())]
-  else:
-    candidates = []
-    looked.append('config.data.lfw_dir and LFW_DIR are unset')
-  candidates.append(('TFDS manual dir', manual_dir(tfds_dir)))
-  for origin, directory in candidates:
+  looked = [] if lfw_dir or os.environ.get('LFW_DIR') else [
+      'config.data.lfw_dir and LFW_DIR are unset']
+  for origin, directory in _local_candidates(lfw_dir, tfds_dir):
     source, reason = _source_in(spec, directory, f'{origin} {directory}')
     if source:
       return source
@@ -222,7 +216,7 @@ def locate(variant_name: str, *, lfw_dir: str = '', tfds_dir: pathlib.Path,
   elif not download:
     looked.append('downloads disabled')
   else:
-    directory = tfds_dir / 'downloads' / 'lfw_siamese'
+    directory = download_dir(tfds_dir)
     try:
       for item in (ARCHIVE_DOWNLOADS[spec.name],) + LIST_DOWNLOADS:
         fetch(item, directory)
@@ -240,27 +234,72 @@ def locate(variant_name: str, *, lfw_dir: str = '', tfds_dir: pathlib.Path,
       f'{manual_dir(tfds_dir)}.')
 
 
-def _source_in(spec: Variant, directory: pathlib.Path, origin: str):
-  """(LfwSource, None) when directory holds the variant and the pair lists, else (None, why)."""
+def download_dir(tfds_dir: pathlib.Path) -> pathlib.Path:
+  """Where downloaded archives and lists go."""
+  return tfds_dir / 'downloads' / 'lfw_siamese'
+
+
+def _local_candidates(lfw_dir: str, tfds_dir: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+  """(origin, folder) to look in, in order: lfw_dir, else LFW_DIR; then TFDS's manual dir."""
+  if lfw_dir:
+    candidates = [('config.data.lfw_dir', pathlib.Path(lfw_dir).expanduser())]
+  elif os.environ.get('LFW_DIR'):
+    candidates = [('LFW_DIR', pathlib.Path(os.environ['LFW_DIR']).expanduser())]
+  else:
+    candidates = []
+  return candidates + [('TFDS manual dir', manual_dir(tfds_dir))]
+
+
+def _images_in(spec: Variant, directory: pathlib.Path):
+  """(the variant's image folder or archive in directory, None), else (None, why not)."""
   if not directory.is_dir():
     return None, 'no such folder'
-  images = None
   for folder in spec.folders:
     if (directory / folder).is_dir():
-      images = FolderImages(directory / folder)
-      break
-  else:
-    for archive in spec.archives:
-      if (directory / archive).is_file():
-        images = ArchiveImages(directory / archive)
-        break
+      return directory / folder, None
+  for archive in spec.archives:
+    if (directory / archive).is_file():
+      return directory / archive, None
+  return None, f"no {' or '.join([f + '/' for f in spec.folders] + list(spec.archives))}"
+
+
+def _source_in(spec: Variant, directory: pathlib.Path, origin: str):
+  """(LfwSource, None) when directory holds the variant and the pair lists, else (None, why)."""
+  images, reason = _images_in(spec, directory)
   if images is None:
-    wanted = ' or '.join([f + '/' for f in spec.folders] + list(spec.archives))
-    return None, f'no {wanted}'
+    return None, reason
   missing = [name for name in PAIR_LISTS if not (directory / name).is_file()]
   if missing:
     return None, f"has the images but not {', '.join(missing)}"
-  return LfwSource(spec, directory, images, origin), None
+  found = FolderImages(images) if images.is_dir() else ArchiveImages(images)
+  return LfwSource(spec, directory, found, origin), None
+
+
+def local_fingerprint(variant_name: str, *, lfw_dir: str = '',
+                      tfds_dir: pathlib.Path) -> tuple[str, str] | None:
+  """(folder, digest) of the copy of LFW `locate` would use, found without downloading or
+  reading its images; None when there is no local copy. The digest covers the pair and people
+  lists' bytes and every image file's name and size (an archive's size and time): cheap to
+  recompute, and it changes with any image added, removed or replaced by one of another size."""
+  spec = variant(variant_name)
+  for _, directory in _local_candidates(lfw_dir, tfds_dir) + [('', download_dir(tfds_dir))]:
+    images, _ = _images_in(spec, directory)
+    if images is None or not all((directory / name).is_file() for name in PAIR_LISTS):
+      continue
+    digest = hashlib.sha256()
+    for name in PAIR_LISTS + PEOPLE_LISTS:
+      if (directory / name).is_file():
+        digest.update(f'{name}\0'.encode() + (directory / name).read_bytes())
+    if images.is_dir():
+      for person in sorted(os.scandir(images), key=lambda entry: entry.name):
+        if person.is_dir():
+          for image in sorted(os.scandir(person.path), key=lambda entry: entry.name):
+            digest.update(f'{person.name}/{image.name}:{image.stat().st_size}\0'.encode())
+    else:
+      stat = images.stat()
+      digest.update(f'{images.name}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+    return str(directory.resolve()), digest.hexdigest()
+  return None
 
 
 def fetch(item: Download, directory: pathlib.Path) -> pathlib.Path:
@@ -278,10 +317,13 @@ def fetch(item: Download, directory: pathlib.Path) -> pathlib.Path:
       print(f'Downloading {item.url} -> {path}', file=sys.stderr)
       digest = hashlib.sha256()
       with urllib.request.urlopen(item.url, timeout=DOWNLOAD_TIMEOUT_S) as response, \
-          open(partial, 'wb') as out:
+          open(partial, 'wb') as out, tqdm.tqdm(
+              total=int(response.headers.get('Content-Length') or 0) or None, unit='B',
+              unit_scale=True, desc=item.filename, leave=False, disable=None) as bar:
         while chunk := response.read(1 << 20):
           digest.update(chunk)
           out.write(chunk)
+          bar.update(len(chunk))
       if digest.hexdigest() != item.sha256:
         errors.append(f'sha256 {digest.hexdigest()}, expected {item.sha256}')
         continue

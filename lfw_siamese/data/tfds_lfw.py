@@ -9,8 +9,11 @@ stored as the upstream JPEG bytes; read them back with `read_split` (undecoded) 
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import os
 import pathlib
+import shutil
 import sys
 import time
 from typing import Any, Callable, Iterator
@@ -59,6 +62,7 @@ class _LfwBuilder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, locate_source: Callable[[], sources.LfwSource] | None = None, **kwargs):
     self._locate_source = locate_source
+    self._tfds_dir = pathlib.Path(kwargs['data_dir'])
     super().__init__(**kwargs)
 
   @property
@@ -79,8 +83,11 @@ class _LfwBuilder(tfds.core.GeneratorBasedBuilder):
     if self._locate_source is None:
       raise LfwDataError(f'{self.data_dir}: dataset not prepared and no LFW source given')
     source = self._locate_source()
+    fingerprint = sources.local_fingerprint(
+        self.builder_config.name, lfw_dir=str(source.directory), tfds_dir=self._tfds_dir)
     self.info.metadata.update(
         variant=self.builder_config.name, origin=source.origin,
+        source_digest=fingerprint[1] if fingerprint else '',
         lists={name: _file_sha256(source.list_path(name))
                for name in sources.PAIR_LISTS + sources.PEOPLE_LISTS if source.list_path(name)})
     return source
@@ -194,12 +201,17 @@ def prepare(data_config: ml_collections.ConfigDict,
                           locate_source=locate_source)
 
   builders = {kind: make(kind) for kind in kinds}
-  if all(_is_prepared(b) for b in builders.values()):
+  if all(_is_prepared(b) and not _stale(b, data_config, tfds_dir) for b in builders.values()):
     return builders
   tfds_dir.mkdir(parents=True, exist_ok=True)
   with _file_lock(tfds_dir / '.lfw_siamese.lock'):
     for kind in kinds:
       builders[kind] = make(kind)  # Another process may have prepared it meanwhile.
+      if _is_prepared(builders[kind]) and (reason := _stale(builders[kind], data_config,
+                                                            tfds_dir)):
+        _log(f'{reason}: preparing it again')
+        shutil.rmtree(builders[kind].data_path)
+        builders[kind] = make(kind)
       if not _is_prepared(builders[kind]):
         locate_source()  # Fails with where it looked before TFDS starts writing.
         started = time.perf_counter()
@@ -210,6 +222,12 @@ def prepare(data_config: ml_collections.ConfigDict,
         _log(f'Prepared {builders[kind].name}/{spec.name} '
              f'in {time.perf_counter() - started:.1f} s')
   return builders
+
+
+def is_prepared(kind: str, data_config: ml_collections.ConfigDict) -> bool:
+  """Whether the dataset ('pairs' or 'people') of data_config's variant is prepared already."""
+  return _is_prepared(BUILDERS[kind](config=data_config.variant, file_format='array_record',
+                                     data_dir=sources.tfds_data_dir(data_config.tfds_dir)))
 
 
 def read_split(builder: _LfwBuilder, split: str) -> list[dict[str, Any]]:
@@ -236,6 +254,24 @@ def fingerprint(builder: _LfwBuilder) -> str:
     if path.exists():
       digest.update(path.read_bytes())
   return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=16)
+def _local_fingerprint(variant: str, lfw_dir: str, lfw_dir_env: str, tfds_dir: pathlib.Path):
+  del lfw_dir_env  # Part of the cache key: LFW_DIR decides where an empty lfw_dir looks.
+  return sources.local_fingerprint(variant, lfw_dir=lfw_dir, tfds_dir=tfds_dir)
+
+
+def _stale(builder: _LfwBuilder, data_config, tfds_dir: pathlib.Path) -> str | None:
+  """Why a prepared dataset no longer matches the local copy of LFW it would be prepared from,
+  or None (it matches, or there is no local copy to compare with)."""
+  current = _local_fingerprint(builder.builder_config.name, data_config.lfw_dir,
+                               os.environ.get('LFW_DIR', ''), tfds_dir)
+  if current is None or builder.info.metadata.get('source_digest') == current[1]:
+    return None
+  recorded = builder.info.metadata.get('origin', 'an unrecorded copy')
+  return (f'{builder.data_path}: prepared from {recorded}, but LFW at {current[0]} holds other '
+          'lists or images')
 
 
 def _is_prepared(builder: _LfwBuilder) -> bool:

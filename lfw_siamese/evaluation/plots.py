@@ -1,7 +1,6 @@
 """PNG figures of a run: learning curves, ROC, score histograms, example pairs (matplotlib, Agg)."""
 
 import json
-import os
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -10,6 +9,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np
+
+from lfw_siamese import files
 
 _SAME_COLOUR, _DIFFERENT_COLOUR = '#1b7837', '#b2182b'
 
@@ -29,8 +30,8 @@ def read_metrics(path: str) -> list[dict]:
 
 
 def _save(figure, path: str) -> str:
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  figure.savefig(path, dpi=110, bbox_inches='tight')
+  with files.atomic_write(path, 'wb') as f:
+    figure.savefig(f, format='png', dpi=110, bbox_inches='tight')
   plt.close(figure)
   return path
 

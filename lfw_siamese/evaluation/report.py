@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lfw_siamese import files
 from lfw_siamese import workdir as workdir_lib
 from lfw_siamese.evaluation import metrics
 from lfw_siamese.evaluation import plots
@@ -194,7 +195,6 @@ def write_report(workdir: str, summary: Mapping[str, Any] | None = None) -> str:
     lines += ['## N-way one-shot identification', ''] + _one_shot_lines(one_shot)
     lines += _figure(workdir, ONE_SHOT, 'one-shot accuracy against N')
   path = workdir_lib.path(workdir, workdir_lib.REPORT)
-  with open(path + '.tmp', 'w') as f:
+  with files.atomic_write(path) as f:
     f.write('\n'.join(lines).rstrip() + '\n')
-  os.replace(path + '.tmp', path)
   return path
