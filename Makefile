@@ -7,7 +7,7 @@ ARGS ?=
 # The shared LFW copy beside the checkout, when there is one and LFW_DIR is unset.
 export LFW_DIR ?= $(if $(wildcard ../shared/lfw),$(abspath ../shared/lfw),)
 
-.PHONY: run test setup setup-test clean
+.PHONY: run test test-fast setup setup-test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: setup
 
 test: setup-test
 	$(PY) -m pytest -q tests
+
+# The edit loop: every test but those marked slow.
+test-fast: setup-test
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,18 +1,15 @@
 """Orbax checkpoints of a workdir: the latest train state (to resume) and the best params."""
 
-import atexit
-import contextlib
-import gc
 import logging
 import os
 import sys
-import time
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from lfw_siamese import failed_reads
 from lfw_siamese import workdir as workdir_lib
 
 
@@ -48,47 +45,18 @@ def _first_line(error: Exception, limit: int = 200) -> str:
   return f'{type(error).__name__}: {line[:limit]}{"..." if len(line) > limit else ""}'
 
 
-@contextlib.contextmanager
-def _quiet_stderr(linger_s: float = 0.0) -> Iterator[None]:
-  """Sends file descriptor 2 to /dev/null meanwhile, and for linger_s seconds more."""
-  sys.stderr.flush()
-  saved = os.dup(2)
-  quiet = os.open(os.devnull, os.O_WRONLY)
-  os.dup2(quiet, 2)
-  try:
-    yield
-  finally:
-    time.sleep(linger_s)
-    gc.collect()
-    sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(quiet)
-
-
-_FAILED_READS = []  # Steps whose restore failed in this process.
-
-
-def _quiet_at_exit() -> None:
-  sys.stderr.flush()
-  os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-
-
 def _restore(manager: ocp.CheckpointManager, step: int, arrays: str, json_item: str,
              abstract: Any) -> tuple[Any, dict]:
   """A step's arrays (laid out as `abstract` says, else on one device) and JSON; CheckpointError
   naming the step's folder when it does not read back.
 
-  A failed read is one line: Orbax logs it at length, and leaves the other reads in flight, each
-  of which prints its own copy of the error (a hundred lines) as it lands on the closed event
-  loop or is collected, at once or at exit. So stderr is quiet during the restore, for a moment
-  after a failure, and at the exit of a process that had one.
+  A failed read is one line (see failed_reads).
   """
   absl_logger = logging.getLogger('absl')
   level = absl_logger.level
   absl_logger.setLevel(logging.CRITICAL)
   try:
-    with _quiet_stderr():
+    with failed_reads.quiet_stderr():
       if abstract is None:
         abstract = _on_this_host(manager, step, arrays)
       restored = manager.restore(step, args=ocp.args.Composite(
@@ -98,10 +66,7 @@ def _restore(manager: ocp.CheckpointManager, step: int, arrays: str, json_item: 
     problem = _first_line(error)
   finally:
     absl_logger.setLevel(level)
-  with _quiet_stderr(linger_s=0.5):  # Local reads land within it.
-    _FAILED_READS.append(step)
-  atexit.unregister(_quiet_at_exit)
-  atexit.register(_quiet_at_exit)
+  failed_reads.forget_the_rest()
   folder = os.path.join(str(manager.directory), str(step))
   raise CheckpointError(f'{folder}: unreadable checkpoint ({problem})')
 
@@ -169,10 +134,8 @@ class Checkpoints:
         self._best.delete(step)
 
   def close(self) -> None:
-    # Closing cancels what a failed read left in flight, which would print its errors.
-    with _quiet_stderr(linger_s=0.2) if _FAILED_READS else contextlib.nullcontext():
-      self._latest.close()
-      self._best.close()
+    self._latest.close()
+    self._best.close()
 
 
 def load_best(workdir: str) -> tuple[ml_collections.ConfigDict, Any]:

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_flags.apply_overrides(config_check.load_file(args.config), overrides)
   except config_check.ConfigError as error:
     _fail(error)
+  try:
+    config_check.validate(config)
+  except config_check.ConfigError as error:
+    _fail(error, exit_code=1)
   host_memory.configure(config)  # Before JAX starts (see host_memory).
   if fallback := loading.fallback_variant(config.data):
     print(f'lfw_siamese.main: no LFW {config.data.variant} here (and no mirror to download it '

@@ -85,7 +85,7 @@ def _is_better(record: dict, progress: dict, best_epoch_by: str) -> bool:
 
 
 def _train_epoch(state, train_step, train_key, train, config, epoch, epoch_steps, progress,
-                 checkpoints, mesh) -> step_lib.TrainState:
+                 checkpoints, mesh, on_stage) -> step_lib.TrainState:
   """Runs an epoch from progress['batches_done'] on, saving every checkpoint_every_steps."""
   is_main = jax.process_index() == 0
   bar = tqdm.tqdm(total=epoch_steps, initial=progress['batches_done'], disable=not is_main,
@@ -98,6 +98,8 @@ def _train_epoch(state, train_step, train_key, train, config, epoch, epoch_steps
     step += 1
     progress['batches_done'] += 1
     bar.update(1)
+    if on_stage is not None:
+      on_stage(f'step {step} done')
     if step % config.log_every_steps == 0:
       sums = jax.device_get(state.sums)  # A host sync only every log_every_steps.
       now = time.time()
@@ -125,8 +127,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
     workdir: where config.json, checkpoints/, metrics.jsonl, tensorboard/ and summary.json go.
     restart: wipe a workdir that holds a run of another config instead of refusing it.
     data: a TrainingData (train, validation, test); default: loading.training_data(config).
-    on_stage: called with the name of each stage after the epochs as it starts (they are also
-      printed): a run stopped anywhere in them finishes when run again, as if never stopped.
+    on_stage: called with 'step N done' after each step, 'epoch N validation' before each
+      validation, and the name of each stage after the epochs as it starts (those are also
+      printed): a run stopped at any of them finishes when run again as if never stopped.
   """
   config_check.validate(config)
   mesh = sharding.make_mesh()
@@ -174,7 +177,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, resta
   learning_rate = step_lib.learning_rate_schedule(config, epoch_steps)
   for epoch in range(progress['epoch'], config.num_epochs):
     state = _train_epoch(state, train_step, train_key, data.train, config, epoch, epoch_steps,
-                         progress, checkpoints, mesh)
+                         progress, checkpoints, mesh, on_stage)
+    if on_stage is not None:
+      on_stage(f'epoch {epoch + 1} validation')
     started = time.time()
     sums = jax.device_get(state.sums)
     state = state.replace(sums=jax.jit(step_lib.zero_sums, out_shardings=replicated)())

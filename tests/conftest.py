@@ -16,6 +16,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import fake_lfw as fake_lfw_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+ROOT = pathlib.Path(__file__).parent.parent
+
+
+def package_env(**extra) -> dict:
+  """os.environ for a subprocess that imports lfw_siamese and the tests' helpers from this
+  checkout, installed or not."""
+  path = os.pathsep.join([str(ROOT), str(ROOT / 'tests')])
+  return {**os.environ, 'PYTHONPATH': path, **extra}
+
+
 def data_config(**overrides):
   """config.data of the base config, with overrides."""
   from lfw_siamese.configs import base  # pylint: disable=g-import-not-at-top
@@ -54,9 +64,9 @@ def real_lfw_dir() -> pathlib.Path:
 
 @pytest.fixture(scope='session')
 def _real_tfds_dir(real_lfw_dir, tmp_path_factory) -> str:
-  """Prepares the real LFW TFDS datasets once per test run; $TFDS_DATA_DIR (CI reuses it) or tmp."""
+  """Prepares the real LFW TFDS datasets once per test run, in a temporary folder of its own."""
   from lfw_siamese.data import tfds_lfw  # pylint: disable=g-import-not-at-top
-  tfds_dir = os.environ.get('TFDS_DATA_DIR') or str(tmp_path_factory.mktemp('real_tfds'))
+  tfds_dir = str(tmp_path_factory.mktemp('real_tfds'))
   started = time.perf_counter()
   tfds_lfw.prepare(data_config(lfw_dir=str(real_lfw_dir), tfds_dir=tfds_dir))
   print(f'\nreal LFW TFDS datasets ready in {tfds_dir} after '

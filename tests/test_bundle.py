@@ -65,6 +65,7 @@ def test_bundle_stores_each_image_once(exported):
     assert keys == people  # Every image of the people lists; the pairs' are among them.
 
 
+@pytest.mark.slow
 def test_training_reads_a_bundle_without_tfds(exported, tmp_path):
   """A short training run in a process where importing tensorflow_datasets fails."""
   config, path = exported
@@ -89,6 +90,10 @@ print('test_acc', summary['test_acc'])
 @pytest.mark.parametrize('change,message', [
     ({'image_size': 48}, "holds preprocessing 'grayscale-crop150-size32', but the config asks "
                          "for 'grayscale-crop150-size48'"),
+    ({'crop': 120}, "holds preprocessing 'grayscale-crop150-size32', but the config asks "
+                    "for 'grayscale-crop120-size32'"),
+    ({'color': 'rgb'}, "holds preprocessing 'grayscale-crop150-size32', but the config asks "
+                       "for 'rgb-crop150-size32'"),
     ({'variant': 'funneled'}, "holds variant 'deepfunneled'"),
 ])
 def test_a_bundle_of_other_data_is_refused(exported, change, message):

@@ -1,6 +1,7 @@
 """The TFDS builders on fake LFW: splits, variants, sources, checks, downloads and the info CLI."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from lfw_siamese.data import lists
 from lfw_siamese.data import sources
 from lfw_siamese.data import tfds_lfw
 from lfw_siamese.data.lists import LfwDataError
+
+ROOT = pathlib.Path(__file__).parent.parent
 
 
 def prepare(root, tmp_path, **overrides):
@@ -134,7 +137,7 @@ def test_no_data_says_where_it_looked(tmp_path, monkeypatch):
 
 
 def test_info_cli_without_data_is_one_line_without_traceback(tmp_path):
-  env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)}
+  env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path), 'PYTHONPATH': str(ROOT)}
   result = subprocess.run(
       [sys.executable, '-m', 'lfw_siamese.data', 'info', '--tfds_dir', str(tmp_path / 'tfds')],
       capture_output=True, text=True, env=env, timeout=120)
@@ -204,7 +207,7 @@ def test_processes_starting_together_prepare_once(tmp_path):
             f"c = data_config(lfw_dir={str(root)!r}, tfds_dir={str(tmp_path / 'tfds')!r});"
             "print(len(loading.load_pairs(c, 'fold2')))")
   env = {'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path),
-         'PYTHONPATH': str(pathlib.Path(__file__).parent)}
+         'PYTHONPATH': os.pathsep.join([str(ROOT), str(pathlib.Path(__file__).parent)])}
   runs = [subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
   outputs = [run.communicate(timeout=120) for run in runs]

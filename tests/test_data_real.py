@@ -10,6 +10,8 @@ from lfw_siamese.data import samplers
 from lfw_siamese.data import sources
 from lfw_siamese.data import tfds_lfw
 
+pytestmark = pytest.mark.slow  # The real LFW, prepared once: make test-fast skips it.
+
 
 @pytest.fixture(scope='module')
 def summary(real_lfw_dir, _real_tfds_dir):

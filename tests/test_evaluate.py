@@ -8,11 +8,14 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import package_env
 import eval_workdir
 from lfw_siamese import checkpointing
 from lfw_siamese import evaluate
 from lfw_siamese import inference
 from lfw_siamese import workdir as workdir_lib
+from lfw_siamese.data import datasets
+from lfw_siamese.data import loading
 from lfw_siamese.evaluation import metrics
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'experiments'))
@@ -36,10 +39,15 @@ def test_view1_chooses_threshold_on_validation_and_writes_json(workdir, capsys):
   for key in ('threshold', 'test_acc', 'test_auc', 'test_eer', 'test_acc_at_0_5'):
     assert result[key] == pytest.approx(summary[key], abs=1e-6), key
   scores = np.load(os.path.join(workdir, 'eval_view1_scores.npz'))
+  same = scores['test_labels'] == 1
   assert result['test_acc'] == pytest.approx(
-      metrics.accuracy(scores['test_scores'], scores['test_labels'], result['threshold']))
-  assert result['threshold'] == pytest.approx(
-      metrics.best_threshold(scores['val_scores'], scores['val_labels']))
+      np.mean((scores['test_scores'] >= result['threshold']) == same))
+  # The threshold is one that no other cut of the validation scores beats.
+  validation, validation_same = scores['val_scores'], scores['val_labels'] == 1
+  accuracy_at = lambda cut: np.mean((validation >= cut) == validation_same)
+  assert all(accuracy_at(result['threshold']) >= accuracy_at(cut)
+             for cut in np.append(np.unique(validation), np.inf))
+  assert result['val_pairs'] == len(validation)
   assert 'tar_at_far_caveat' in result and 'test_tar_at_far_1e-2' in result
   for name in ('roc.png', 'scores.png', 'pairs.png', 'learning_curves.png'):
     assert os.path.getsize(os.path.join(workdir, 'figures', name)) > 1000
@@ -55,9 +63,22 @@ def test_oneshot_trials_and_json(workdir, capsys):
     result = json.load(f)
   assert result['split'] == 'view1_test' and result['people'] >= 5
   assert [r['num_way'] for r in result['results']] == [2, 5]
+  verifier = inference.load(workdir)
+  identities = loading.load_identities(verifier.config.data, 'view1_test')
+  people, counts = np.unique(identities.person_ids, return_counts=True)
+  keep = np.isin(identities.person_ids, people[counts >= 2])
+  images, person_ids = identities.images[keep], identities.person_ids[keep]
   for r in result['results']:
-    assert r['trials'] == 300 and r['accuracy'] == pytest.approx(r['correct'] / 300)
-    assert r['ci95'][0] <= r['accuracy'] <= r['ci95'][1]
+    # Recounted by scoring each trial's images afresh: the query against its N references.
+    trials = metrics.one_shot_trials(person_ids, r['num_way'], 300, seed=(1, r['num_way']))
+    scores = [verifier.score(images[[trial[0]] * (len(trial) - 1)], images[trial[1:]])
+              for trial in trials]
+    correct = sum(int(trial_scores[0] > max(trial_scores[1:])) for trial_scores in scores)
+    assert r['trials'] == 300 and r['correct'] == correct
+    # The 95% interval is about 1.96 standard errors either side.
+    p = r['accuracy']
+    assert r['ci95'][1] - r['ci95'][0] == pytest.approx(2 * 1.96 * np.sqrt(p * (1 - p) / 300),
+                                                        abs=0.01)
   assert os.path.exists(os.path.join(workdir, 'figures', 'oneshot.png'))
   assert 'one-shot' in open(os.path.join(workdir, 'report.md')).read()
   # Same seed, same trials, same numbers.
@@ -117,7 +138,16 @@ def _driver_command(workdir, folds):
           f"--config.data.lfw_dir={os.path.join(root, 'lfw')}",
           f"--config.data.tfds_dir={os.path.join(root, 'tfds')}",
           f"--config.data.cache_dir={os.path.join(root, 'cache')}",
-          '--config.data.validation_fraction=0.25', '--config.num_epochs=1', f'--folds={folds}']
+          '--config.data.validation_fraction=0.25', '--config.num_epochs=1', f'--folds={folds}',
+          *FUSED_FLAGS]
+
+
+# Unrestricted training with the fusion stage, small enough for the fake LFW's folds.
+FUSED_FLAGS = ['--config.data.paradigm=unrestricted', '--config.loss=supcon',
+               '--config.lbp_fusion.enabled=true', '--config.lbp_fusion.radii=1,2',
+               '--config.lbp_fusion.grids=4,2', '--config.lbp_fusion.dims=8',
+               '--config.lbp_fusion.metric.steps=10', '--config.lbp_fusion.metric.width=16',
+               '--config.lbp_fusion.metric.dims=4', '--config.lbp_fusion.metric.people_per_batch=4']
 
 
 @pytest.fixture(scope='module')
@@ -125,16 +155,19 @@ def view2_workdir(tmp_path_factory):
   """Folds 0 and 1 trained and scored by the driver's command line."""
   workdir = tmp_path_factory.mktemp('view2') / 'run'
   completed = subprocess.run(_driver_command(workdir, '0,1'), capture_output=True, text=True,
-                             timeout=300, check=False)
+                             timeout=300, check=False, env=package_env())
   assert completed.returncode == 0, completed.stderr[-2000:]
   assert 'partial: not all ten folds' in completed.stdout
   return str(workdir)
 
 
+@pytest.mark.slow
 def test_view2_driver_trains_and_scores_folds(view2_workdir):
   for k in (0, 1):
     fold_config = workdir_lib.read_config(workdir_lib.fold_workdir(view2_workdir, k))
     assert fold_config.data.protocol == 'view2' and fold_config.data.fold == k
+    assert os.path.exists(os.path.join(workdir_lib.fold_workdir(view2_workdir, k),
+                                       workdir_lib.FUSION_STAGE))
   with open(os.path.join(view2_workdir, 'eval_view2.json')) as f:
     result = json.load(f)
   assert [f['fold'] for f in result['folds']] == [0, 1] and result['complete'] is False
@@ -148,6 +181,26 @@ def test_view2_driver_trains_and_scores_folds(view2_workdir):
   assert again['mean_acc'] == pytest.approx(result['mean_acc'], abs=1e-9)
 
 
+@pytest.mark.slow
+def test_each_folds_threshold_comes_from_the_other_nine_folds(view2_workdir):
+  with open(os.path.join(view2_workdir, 'eval_view2.json')) as f:
+    result = json.load(f)
+  for fold in result['folds']:
+    k = fold['fold']
+    verifier = inference.load(workdir_lib.fold_workdir(view2_workdir, k))  # Fused scores.
+    assert verifier.fusion is not None
+    other_pairs = datasets.concatenate_pairs(
+        [loading.load_pairs(verifier.config.data, f'fold{j}') for j in range(10) if j != k])
+    own_pairs = loading.load_pairs(verifier.config.data, f'fold{k}')
+    from_others = metrics.best_threshold(verifier.score_pairs(other_pairs), other_pairs.labels)
+    from_itself = metrics.best_threshold(verifier.score_pairs(own_pairs), own_pairs.labels)
+    assert from_others != from_itself  # So that the check below tells them apart.
+    assert fold['threshold'] == pytest.approx(from_others)
+    assert fold['test_acc'] == pytest.approx(metrics.accuracy(
+        verifier.score_pairs(own_pairs), own_pairs.labels, from_others))
+
+
+@pytest.mark.slow
 def test_view2_driver_resumes_and_refuses_another_config(view2_workdir, capsys):
   config = view2_folds.fold_config(
       workdir_lib.read_config(workdir_lib.fold_workdir(view2_workdir, 0)), 0)
@@ -175,9 +228,10 @@ def test_view2_driver_resumes_and_refuses_another_config(view2_workdir, capsys):
   assert 'folds [2, 3, 4, 5, 6, 7, 8, 9] are not trained yet' in error
 
 
+@pytest.mark.slow
 def test_view2_driver_rejects_bad_folds(tmp_path):
   completed = subprocess.run(_driver_command(tmp_path / 'run', '0,x'), capture_output=True,
-                             text=True, timeout=300, check=False)
+                             text=True, timeout=300, check=False, env=package_env())
   assert completed.returncode == 1 and 'expected fold numbers' in completed.stderr
 
 
@@ -195,6 +249,7 @@ def test_untrained_workdir_is_a_one_line_error(tmp_path, capsys):
   assert 'no checkpoint yet' in error and error.count('\n') == 1
 
 
+@pytest.mark.slow
 def test_real_lfw_protocol_sizes(tmp_path):
   """With real LFW: View 1 scores 1,000 test pairs; one-shot uses the 496 View 1 test people."""
   if not os.environ.get('LFW_DIR'):

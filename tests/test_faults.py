@@ -44,6 +44,7 @@ def trained(tmp_path_factory):
   return workdir, summary
 
 
+@pytest.mark.slow
 def test_prepared_data_follows_the_lfw_copy_it_came_from(tmp_path, capfd):
   tfds_dir = tmp_path / 'tfds'
   first = fake_lfw_lib.make_fake_lfw(tmp_path / 'first')
@@ -89,6 +90,7 @@ def test_workdir_that_is_a_file_or_cannot_be_written_is_refused_before_training(
   assert not list(tmp_path.rglob(workdir_lib.CONFIG))
 
 
+@pytest.mark.slow
 def test_main_names_a_workdir_that_is_a_file_in_one_line(tmp_path, fake_lfw):
   a_file = tmp_path / 'a_file'
   a_file.write_text('')
@@ -102,6 +104,7 @@ def test_main_names_a_workdir_that_is_a_file_in_one_line(tmp_path, fake_lfw):
   assert 'a_file: exists and is not a folder' in lines[0]
 
 
+@pytest.mark.slow
 def test_corrupt_best_checkpoint_is_one_line_naming_its_folder(tmp_path, trained):
   workdir = tmp_path / 'run'
   shutil.copytree(trained[0], workdir)
@@ -118,6 +121,7 @@ def test_corrupt_best_checkpoint_is_one_line_naming_its_folder(tmp_path, trained
   assert f'{best}: unreadable checkpoint' in lines[0]
 
 
+@pytest.mark.slow
 def test_resume_passes_over_a_corrupt_latest_checkpoint(tmp_path, trained, capfd):
   reference, summary = trained
   workdir = tmp_path / 'run'
@@ -187,6 +191,7 @@ def _without_time(summary):
   return {name: value for name, value in summary.items() if name != 'train_seconds'}
 
 
+@pytest.mark.slow
 def test_a_run_stopped_in_its_final_stages_finishes_as_if_never_stopped(tmp_path):
   """Covered: SIGKILL inside the fusion fit (as the metric starts), then stops after the last
   epoch, as scoring starts, as the fusion weights are fitted and as the files are written."""
@@ -211,6 +216,7 @@ def test_a_run_stopped_in_its_final_stages_finishes_as_if_never_stopped(tmp_path
   assert not list(workdir.rglob('*.partial'))
 
 
+@pytest.mark.slow
 def test_a_machine_without_lfw_downloads_the_funneled_variant(tmp_path, lfw_mirror, capsys):
   lfw_mirror('funneled')  # A loopback mirror of a fake funneled archive and its lists.
   workdir, tfds_dir = tmp_path / 'run', tmp_path / 'tfds'

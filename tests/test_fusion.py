@@ -122,6 +122,7 @@ def fused_run(tmp_path_factory):
   return workdir, config, data, train.train_and_evaluate(config, workdir, data=data)
 
 
+@pytest.mark.slow
 def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   workdir, _, _, summary = fused_run
   assert os.path.exists(os.path.join(workdir, workdir_lib.FUSION_STAGE))
@@ -135,6 +136,7 @@ def test_training_adds_the_stage_and_reports_both_scores(fused_run):
   assert os.path.getsize(os.path.join(workdir, 'figures', 'fusion.png')) > 0
 
 
+@pytest.mark.slow
 def test_loaded_verifier_scores_as_training_did(fused_run):
   workdir, config, data, summary = fused_run
   verifier = inference.load(workdir)
@@ -155,6 +157,7 @@ def test_loaded_verifier_scores_as_training_did(fused_run):
       fused[rows], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_path):
   workdir, _, data, _ = fused_run
   stage = fusion.load(workdir)
@@ -184,6 +187,7 @@ def test_stage_scores_each_descriptor_apart_and_survives_saving(fused_run, tmp_p
     fusion.load(str(tmp_path))  # Weights for a metric the file lacks.
 
 
+@pytest.mark.slow
 def test_stage_in_the_single_descriptor_layout_still_loads(fused_run, tmp_path):
   workdir, _, data, _ = fused_run
   first = fusion.load(workdir).descriptors[0]
@@ -228,8 +232,7 @@ def test_fusion_needs_the_unrestricted_paradigm():
 
 
 @pytest.fixture(scope='module')
-def unrestricted_workdir(tmp_path_factory):
-  """The tiny config, unrestricted supervised contrastive, trained on the fake LFW's files."""
+def _trained_unrestricted(tmp_path_factory):
   root = eval_workdir.fake_lfw_root()
   config = eval_workdir.tiny_config(root)
   config.data.paradigm, config.loss, config.num_epochs = 'unrestricted', 'supcon', 3
@@ -238,13 +241,21 @@ def unrestricted_workdir(tmp_path_factory):
   return workdir
 
 
+@pytest.fixture
+def unrestricted_workdir(_trained_unrestricted, tmp_path):
+  """A copy of its own, for each test, of the tiny config trained unrestricted (supervised
+  contrastive) on the fake LFW's files, with no fusion stage."""
+  return shutil.copytree(_trained_unrestricted, str(tmp_path / 'unrestricted'))
+
+
+@pytest.mark.slow
 def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     before = json.load(f)
   # Fitted twice, the second time with fewer grids: nothing of the first stage stays.
   for grids, metric_steps in (('4,2', '30'), ('4', '0')):
-    assert refit_fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids', grids,
-                        '--dims', '16', '--metric-steps', metric_steps]) == 0
+    assert refit_fusion.main(['--workdir', unrestricted_workdir, '--radii', '1,2', '--grids',
+                              grids, '--dims', '16', '--metric-steps', metric_steps]) == 0
   assert 'CNN alone' in capsys.readouterr().out
   with open(os.path.join(unrestricted_workdir, 'summary.json')) as f:
     after = json.load(f)
@@ -270,12 +281,14 @@ def test_cli_adds_the_stage_to_a_trained_workdir(unrestricted_workdir, capsys):
     assert json.load(f)['test_acc'] == pytest.approx(after['test_acc'])  # Untouched.
 
 
+@pytest.mark.slow
 def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
-  if not os.path.exists(os.path.join(unrestricted_workdir, workdir_lib.FUSION_STAGE)):
-    refit_fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
-  paths = []
+  assert not os.path.exists(os.path.join(unrestricted_workdir, workdir_lib.FUSION_STAGE))
+  refit_fusion.add_to_workdir(unrestricted_workdir, base.get_config().lbp_fusion)
+  paths, faces = [], tmp_path / 'faces'
+  faces.mkdir()
   for name, (person, number) in {'a1': (0, 1), 'a2': (0, 2), 'b1': (3, 1)}.items():
-    paths.append(str(tmp_path / f'{name}.png'))
+    paths.append(str(faces / f'{name}.png'))
     fake_lfw.face_image(person, number).save(paths[-1])
   verifier = inference.load(unrestricted_workdir)
   images = np.stack([verifier.load_image(path) for path in paths])
@@ -284,7 +297,7 @@ def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
   expected = stage.score(alone, stage.embed(images[[0, 0]]), stage.embed(images[1:]))
   np.testing.assert_allclose(verifier.verify_many([(paths[0], paths[1]), (paths[0], paths[2])]),
                              expected, rtol=1e-5)
-  exported = embed.embed_folder(verifier, str(tmp_path))
+  exported = embed.embed_folder(verifier, str(faces))
   dims = [d.projection.shape[1] for d in stage.descriptors]
   assert exported['lbp_descriptors'].shape == (3, sum(dims))
   for part in np.split(exported['lbp_descriptors'], np.cumsum(dims)[:-1], axis=1):
@@ -311,9 +324,9 @@ def test_unreadable_stage_is_named(tmp_path):
     inference.load(workdir)
 
 
+@pytest.mark.slow
 def test_cli_missing_data_is_one_line(unrestricted_workdir, tmp_path, capsys):
-  moved = str(tmp_path / 'run')
-  shutil.copytree(unrestricted_workdir, moved)
+  moved = unrestricted_workdir
   config_path = os.path.join(moved, 'config.json')
   with open(config_path) as f:
     config = json.load(f)
@@ -339,6 +352,7 @@ def experiments_path(monkeypatch):
   monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), '..', 'experiments'))
 
 
+@pytest.mark.slow
 def test_fusion_candidates_experiment_tables_each_candidate(unrestricted_workdir, tmp_path,
                                                             experiments_path):
   import fusion_candidates  # pylint: disable=g-import-not-at-top
@@ -349,3 +363,28 @@ def test_fusion_candidates_experiment_tables_each_candidate(unrestricted_workdir
   assert names == ['| network + lbp10', '| network + lbp10 + lbp6', '| network + lbp10 + hog8',
                    '| network + lbp10 + lbp6 + hog8', '| lbp10 alone', '| lbp6 alone',
                    '| hog8 alone']
+
+
+@pytest.mark.slow
+def test_the_fusion_is_fitted_on_validation_pairs_alone(fused_run):
+  _, config, data, _ = fused_run
+  rng = np.random.default_rng(0)
+  validation_cnn = rng.uniform(0.2, 0.8, len(data.validation))
+  test_cnn = rng.uniform(0.2, 0.8, len(data.test))
+  stage, _, _ = fusion.fit_lbp_fusion(config.lbp_fusion, data, validation_cnn, test_cnn)
+  # Other test pairs, other labels and other network scores for them: the same stage.
+  other_test = dataclasses.replace(data.test, images=data.test.images[::-1],
+                                   labels=1 - data.test.labels)
+  other = dataclasses.replace(data, test=other_test)
+  again, report, _ = fusion.fit_lbp_fusion(config.lbp_fusion, other, validation_cnn,
+                                           rng.uniform(0.2, 0.8, len(data.test)))
+  np.testing.assert_array_equal(again.weights, stage.weights)
+  for a, b in zip(again.descriptors, stage.descriptors):
+    np.testing.assert_array_equal(a.projection, b.projection)
+  # While other validation labels give another fit.
+  other_validation = dataclasses.replace(data.validation, labels=1 - data.validation.labels)
+  flipped, _, _ = fusion.fit_lbp_fusion(
+      config.lbp_fusion, dataclasses.replace(data, validation=other_validation), validation_cnn,
+      test_cnn)
+  assert not np.allclose(flipped.weights, stage.weights)
+  assert 0 <= report['test_acc'] <= 1

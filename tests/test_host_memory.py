@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import package_env
 from lfw_siamese import host_memory
 from lfw_siamese.configs import base
 from lfw_siamese.configs import koch2015
@@ -15,7 +16,7 @@ def test_keep_freed_memory_applies_on_glibc_and_jax_still_runs():
   probe = ('from lfw_siamese import host_memory; ok = host_memory.keep_freed_memory(); '
            'import jax.numpy as jnp; print(ok, float(jnp.sum(jnp.ones((1 << 24,)))))')
   out = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
-                       check=True).stdout.split()
+                       check=True, env=package_env()).stdout.split()
   assert out == ['True', str(float(1 << 24))]
 
 

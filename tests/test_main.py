@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # Subprocesses and whole runs: make test-fast skips them.
+
 ROOT = pathlib.Path(__file__).parent.parent
 TINY = str(ROOT / 'lfw_siamese' / 'configs' / 'tiny.py')
 
@@ -105,3 +107,27 @@ def test_command_on_real_lfw_writes_its_files(tmp_path, real_data_config):
   assert summary['test_pairs'] == 1000
   history = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert history[0]['step'] == 2145 // 16
+
+
+def test_multihost_flags_and_their_environment_variables_reach_jax_distributed(monkeypatch):
+  from lfw_siamese import main  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  class _Stop(Exception):
+    pass
+
+  def initialize(*args):
+    calls.append(args)
+    raise _Stop
+
+  monkeypatch.setattr(main.sharding, 'initialize_distributed', initialize)
+  monkeypatch.setenv('LFW_SIAMESE_COORDINATOR', 'host0:1234')
+  monkeypatch.setenv('LFW_SIAMESE_NUM_PROCESSES', '4')
+  monkeypatch.setenv('LFW_SIAMESE_PROCESS_ID', '2')
+  common = ['--workdir', 'unused', '--config', TINY, '--config.keep_freed_memory=False']
+  with pytest.raises(_Stop):
+    main.main(common)
+  with pytest.raises(_Stop):
+    main.main(common + ['--coordinator_address', 'other:99', '--num_processes', '2',
+                        '--process_id', '1'])
+  assert calls == [('host0:1234', 4, 2), ('other:99', 2, 1)]  # Flags win over the environment.

@@ -154,6 +154,7 @@ class _StraightforwardNet(nn.Module):
     return embeddings if embeddings_only else logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config_module, side', [
     (seed_config, 27), (default_config, 24), (koch2015_config, 70)])
 def test_model_matches_the_straightforward_version(config_module, side):
@@ -220,11 +221,15 @@ def test_bfloat16_compute_stays_close_to_float32():
   config.model.compute_dtype = 'bfloat16'
   model16 = networks.build(config.model)
   params = networks.init(model32, jax.random.key(0), (27, 27, 1))
-  pairs = jax.random.uniform(jax.random.key(1), (4, 2, 27, 27, 1))
-  logits32 = networks.pair_logits(model32, params, pairs)
+  pairs = jax.random.uniform(jax.random.key(1), (16, 2, 27, 27, 1))
+  logits32 = np.asarray(networks.pair_logits(model32, params, pairs))
   logits16 = networks.pair_logits(model16, params, pairs)
   assert logits16.dtype == jnp.float32
-  np.testing.assert_allclose(logits16, logits32, atol=0.05)
+  # Fresh weights give logits that differ little between pairs (a spread of about 0.02): bf16's
+  # error is measured against that spread, where a wrong order of pairs would show.
+  spread = np.ptp(logits32)
+  assert spread > 1e-3
+  assert np.max(np.abs(np.asarray(logits16) - logits32)) <= 0.05 * spread
   grads = jax.jit(jax.grad(lambda p: jnp.sum(networks.pair_logits(
       model16, p, pairs, train=True, dropout_key=jax.random.key(2)))))(params)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import package_env
 import eval_workdir
 import fake_lfw
 from lfw_siamese import checkpointing
@@ -53,8 +54,9 @@ def test_verify_prints_probability_threshold_and_decision(workdir, faces, capsys
   lines = capsys.readouterr().out.splitlines()
   assert [line.split()[0] for line in lines] == ['probability', 'threshold', 'decision']
   assert 0.0 <= float(lines[0].split()[1]) <= 1.0
-  assert float(lines[1].split()[1]) == pytest.approx(_summary_threshold(workdir), abs=1e-4)
-  assert lines[2].split()[1] in ('same', 'different')
+  probability, threshold = float(lines[0].split()[1]), float(lines[1].split()[1])
+  assert threshold == pytest.approx(_summary_threshold(workdir), abs=1e-4)
+  assert lines[2].split()[1] == ('same' if probability >= threshold else 'different')
 
 
 def test_verify_json_matches_the_api(workdir, verifier, faces, capsys):
@@ -78,7 +80,7 @@ def test_threshold_override(workdir, faces, capsys):
 def test_verify_runs_as_a_module(workdir, faces):
   completed = subprocess.run(
       [sys.executable, '-m', 'lfw_siamese.verify', '--workdir', workdir, '--json', faces['a1'],
-       faces['a2']], capture_output=True, text=True, timeout=120, check=False)
+       faces['a2']], capture_output=True, text=True, timeout=120, check=False, env=package_env())
   assert completed.returncode == 0, completed.stderr
   assert set(json.loads(completed.stdout)) >= {'probability', 'threshold', 'same'}
 
@@ -103,8 +105,20 @@ def test_formats_and_sizes_are_preprocessed_alike(verifier, faces, tmp_path):
   # An opaque alpha channel changes nothing.
   assert probabilities['rgba.png'] == pytest.approx(plain, abs=1e-6)
   assert probabilities['gray.png'] == pytest.approx(probabilities['gray_as_rgb.png'], abs=1e-6)
-  for name, probability in probabilities.items():
-    assert 0.0 <= probability <= 1.0, name
+  # Each variant reaches the network as nearly the same input, and lands far nearer the plain
+  # image than another person's image is (the tiny model's scores barely move from 0.5, so the
+  # embeddings are compared): a format read wrongly, or a size cropped wrongly, would not.
+  embed = lambda path: verifier.encode(verifier.load_image(path)[None])[0]
+  plain_input, plain_embedding = verifier.load_image(faces['a1']).astype(float), embed(faces['a1'])
+  person_distance = np.linalg.norm(embed(faces['b1']) - plain_embedding)
+  for name in variants:
+    path = str(tmp_path / name)
+    distance = np.linalg.norm(embed(path) - plain_embedding)
+    if name == 'large.tiff':  # Another aspect ratio: the centred crop frames the face anew.
+      assert distance < 0.5 * person_distance, name
+    else:
+      assert np.abs(verifier.load_image(path) - plain_input).mean() < 1.0, name
+      assert distance < 0.1 * person_distance, name
 
 
 def _bad_files(folder):
