@@ -28,8 +28,9 @@ def quiet_stderr(linger_s: float = 0.0) -> Iterator[None]:
   try:
     yield
   finally:
-    time.sleep(linger_s)
-    gc.collect()
+    if linger_s:
+      time.sleep(linger_s)
+      gc.collect()  # Collected now, the leftovers' coroutines print into the quiet.
     sys.stderr.flush()
     os.dup2(saved, 2)
     os.close(saved)

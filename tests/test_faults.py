@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -28,7 +29,8 @@ ROOT = pathlib.Path(__file__).parent.parent
 
 
 def _truncate(path: pathlib.Path):
-  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+  data = path.read_bytes()
+  path.write_bytes(data[:len(data) // 2])
 
 
 def _largest_file(folder: pathlib.Path) -> pathlib.Path:
@@ -138,15 +140,10 @@ def test_resume_passes_over_a_corrupt_latest_checkpoint(tmp_path, trained, capfd
   assert f'resuming from step {steps[0]} instead' in capfd.readouterr().err
   _, expected_state, _ = checkpointing.load_latest(str(reference))
   _, state, _ = checkpointing.load_latest(str(workdir))
-  for a, b in zip(jax_leaves(expected_state['params']), jax_leaves(state['params'])):
+  for a, b in zip(jax.tree.leaves(expected_state['params']), jax.tree.leaves(state['params'])):
     np.testing.assert_array_equal(a, b)  # The redone epoch draws what the first run drew.
   assert {k: v for k, v in resumed.items() if k != 'train_seconds'} == {
       k: v for k, v in summary.items() if k != 'train_seconds'}
-
-
-def jax_leaves(tree):
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.tree.leaves(tree)
 
 
 def test_an_unreadable_new_best_leaves_the_previous_one(tmp_path, trained, monkeypatch):

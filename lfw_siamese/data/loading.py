@@ -92,8 +92,8 @@ def fallback_variant(data_config: ml_collections.ConfigDict) -> str | None:
   if data_config.get('bundle') or data_config.variant in sources.ARCHIVE_DOWNLOADS:
     return None
   tfds_dir = sources.tfds_data_dir(data_config.tfds_dir)
-  if sources.local_fingerprint(data_config.variant, lfw_dir=data_config.lfw_dir,
-                               tfds_dir=tfds_dir) is not None:
+  if sources.local_copy(data_config.variant, lfw_dir=data_config.lfw_dir,
+                        tfds_dir=tfds_dir) is not None:
     return None
   if all(_tfds_lfw().is_prepared(kind, data_config) for kind in ('pairs', 'people')):
     return None

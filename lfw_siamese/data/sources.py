@@ -275,30 +275,15 @@ def _source_in(spec: Variant, directory: pathlib.Path, origin: str):
   return LfwSource(spec, directory, found, origin), None
 
 
-def local_fingerprint(variant_name: str, *, lfw_dir: str = '',
-                      tfds_dir: pathlib.Path) -> tuple[str, str] | None:
-  """(folder, digest) of the copy of LFW `locate` would use, found without downloading or
-  reading its images; None when there is no local copy. The digest covers the pair and people
-  lists' bytes and every image file's name and size (an archive's size and time): cheap to
-  recompute, and it changes with any image added, removed or replaced by one of another size."""
+def local_copy(variant_name: str, *, lfw_dir: str = '',
+               tfds_dir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path] | None:
+  """(folder, its images: a folder or archive) of the copy `locate` would use, found without
+  downloading or reading images; None when there is no local copy."""
   spec = variant(variant_name)
   for _, directory in _local_candidates(lfw_dir, tfds_dir) + [('', download_dir(tfds_dir))]:
     images, _ = _images_in(spec, directory)
-    if images is None or not all((directory / name).is_file() for name in PAIR_LISTS):
-      continue
-    digest = hashlib.sha256()
-    for name in PAIR_LISTS + PEOPLE_LISTS:
-      if (directory / name).is_file():
-        digest.update(f'{name}\0'.encode() + (directory / name).read_bytes())
-    if images.is_dir():
-      for person in sorted(os.scandir(images), key=lambda entry: entry.name):
-        if person.is_dir():
-          for image in sorted(os.scandir(person.path), key=lambda entry: entry.name):
-            digest.update(f'{person.name}/{image.name}:{image.stat().st_size}\0'.encode())
-    else:
-      stat = images.stat()
-      digest.update(f'{images.name}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
-    return str(directory.resolve()), digest.hexdigest()
+    if images is not None and all((directory / name).is_file() for name in PAIR_LISTS):
+      return directory, images
   return None
 
 

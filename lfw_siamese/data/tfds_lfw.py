@@ -83,7 +83,7 @@ class _LfwBuilder(tfds.core.GeneratorBasedBuilder):
     if self._locate_source is None:
       raise LfwDataError(f'{self.data_dir}: dataset not prepared and no LFW source given')
     source = self._locate_source()
-    fingerprint = sources.local_fingerprint(
+    fingerprint = source_fingerprint(
         self.builder_config.name, lfw_dir=str(source.directory), tfds_dir=self._tfds_dir)
     self.info.metadata.update(
         variant=self.builder_config.name, origin=source.origin,
@@ -256,10 +256,32 @@ def fingerprint(builder: _LfwBuilder) -> str:
   return digest.hexdigest()[:12]
 
 
+def source_fingerprint(variant_name: str, *, lfw_dir: str = '',
+                      tfds_dir: pathlib.Path) -> tuple[str, str] | None:
+  """(folder, digest) of `sources.local_copy`, or None: a digest of the lists' bytes and every image
+  file's name and size (an archive's size and time), cheap to recompute."""
+  if (found := sources.local_copy(variant_name, lfw_dir=lfw_dir, tfds_dir=tfds_dir)) is None:
+    return None
+  directory, images = found
+  digest = hashlib.sha256()
+  for name in sources.PAIR_LISTS + sources.PEOPLE_LISTS:
+    if (directory / name).is_file():
+      digest.update(f'{name}\0'.encode() + (directory / name).read_bytes())
+  if images.is_dir():
+    for person in sorted(os.scandir(images), key=lambda entry: entry.name):
+      if person.is_dir():
+        for image in sorted(os.scandir(person.path), key=lambda entry: entry.name):
+          digest.update(f'{person.name}/{image.name}:{image.stat().st_size}\0'.encode())
+  else:
+    stat = images.stat()
+    digest.update(f'{images.name}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+  return str(directory.resolve()), digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=16)
 def _local_fingerprint(variant: str, lfw_dir: str, lfw_dir_env: str, tfds_dir: pathlib.Path):
   del lfw_dir_env  # Part of the cache key: LFW_DIR decides where an empty lfw_dir looks.
-  return sources.local_fingerprint(variant, lfw_dir=lfw_dir, tfds_dir=tfds_dir)
+  return source_fingerprint(variant, lfw_dir=lfw_dir, tfds_dir=tfds_dir)
 
 
 def _stale(builder: _LfwBuilder, data_config, tfds_dir: pathlib.Path) -> str | None:
