@@ -7,6 +7,11 @@
 
 A workdir with a fusion stage (classic/fusion.py, lbp_fusion.npz) scores pairs with it: the CNN's
 probability fused with the LBP descriptors' cosines.
+
+Image files (`verify`, `load_image`, `read_face`) are framed first: the faces are detected, and the
+largest (or `Framing.face_index`-th) is aligned to LFW's framing (detection/align.py), unless
+`Framing(detect=False)` says they are LFW-framed crops already. Arrays given to `encode` and
+`score` are taken as framed.
 """
 
 import os
@@ -21,7 +26,11 @@ from lfw_siamese import workdir as workdir_lib
 from lfw_siamese.classic import fusion as fusion_lib
 from lfw_siamese.data import image_io
 from lfw_siamese.data import images as images_lib
+from lfw_siamese.detection import align
+from lfw_siamese.detection import detector as detector_lib
 from lfw_siamese.model import networks
+
+Framing = align.Framing
 
 
 class Verifier:
@@ -30,8 +39,10 @@ class Verifier:
   def __init__(self, config: ml_collections.ConfigDict, params: Any,
                threshold: float | None = None, *, batch_size: int = 64,
                max_pixels: int = image_io.DEFAULT_MAX_PIXELS,
-               fusion: fusion_lib.LbpFusion | None = None):
+               fusion: fusion_lib.LbpFusion | None = None, framing: Framing = Framing()):
     self.config = config
+    self.framing = framing
+    self._detector = None
     self.fusion = fusion
     self.params = params
     self.threshold = threshold
@@ -45,9 +56,28 @@ class Verifier:
     """Any uint8 HxW[xC] image -> uint8 (H, W, C) exactly as training preprocesses it."""
     return images_lib.preprocess(np.asarray(image), self.config.data)
 
+  @property
+  def detector(self) -> detector_lib.Detector:
+    """The face detector, loaded on first use."""
+    if self._detector is None:
+      self._detector = detector_lib.load()
+    return self._detector
+
+  def frame(self, image: np.ndarray, name: str = 'image') -> align.AlignedFace:
+    """A uint8 (H, W, 3) photo framed as `self.framing` says; raises align.NoFaceError."""
+    if not self.framing.detect:
+      return align.AlignedFace(np.asarray(image), 'as given', [])
+    return align.align(image, self.detector, face_index=self.framing.face_index,
+                       no_face=self.framing.no_face, name=name)
+
+  def read_face(self, path: str) -> align.AlignedFace:
+    """Reads an image file and frames it; errors (image_io.ImageFileError, align.NoFaceError)
+    name the file."""
+    return self.frame(image_io.read_rgb(path, self.max_pixels), name=path)
+
   def load_image(self, path: str) -> np.ndarray:
-    """Reads and preprocesses one image file; raises image_io.ImageFileError naming it."""
-    return self.preprocess(image_io.read_rgb(path, self.max_pixels))
+    """Reads, frames and preprocesses one image file, as the network sees it."""
+    return self.preprocess(self.read_face(path).crop)
 
   def _as_batch(self, images) -> np.ndarray:
     """Model-shaped (N, H, W, C) images (uint8, or float in [0, 1]), from such arrays or from raw
@@ -115,15 +145,24 @@ class Verifier:
       raise ValueError('this Verifier has no threshold: pass one to load() or Verifier()')
     return np.asarray(probabilities) >= self.threshold
 
-  def verify(self, path_a: str, path_b: str) -> dict:
-    """Scores two image files: {'image_a', 'image_b', 'probability', 'threshold', 'same'}."""
-    images = np.stack([self.load_image(path_a), self.load_image(path_b)])
+  def verify_faces(self, face_a: align.AlignedFace, face_b: align.AlignedFace) -> dict:
+    """Scores two framed photos: {'probability', 'threshold', 'same', 'faces', 'warnings'}."""
+    images = np.stack([self.preprocess(face_a.crop), self.preprocess(face_b.crop)])
     probability = float(self.score(images[:1], images[1:])[0])
-    return {'image_a': path_a, 'image_b': path_b, 'probability': probability,
-            'threshold': self.threshold, 'same': bool(self.decide(probability))}
+    return {'probability': probability, 'threshold': self.threshold,
+            'same': bool(self.decide(probability)),
+            'faces': {'image_a': face_a.to_json(), 'image_b': face_b.to_json()},
+            'warnings': face_a.warnings('image_a') + face_b.warnings('image_b')}
+
+  def verify(self, path_a: str, path_b: str) -> dict:
+    """Scores two image files: {'image_a', 'image_b', 'probability', 'threshold', 'same',
+    'faces' (per image: framing, faces found, and the box, landmarks and confidence of the face
+    used), 'warnings'}."""
+    faces = self.read_face(path_a), self.read_face(path_b)
+    return {'image_a': path_a, 'image_b': path_b, **self.verify_faces(*faces)}
 
   def verify_many(self, path_pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-    """Probabilities for many file pairs, each distinct file read and embedded once."""
+    """Probabilities for many file pairs, each distinct file read, framed and embedded once."""
     paths = sorted({p for pair in path_pairs for p in pair})
     index = {p: i for i, p in enumerate(paths)}
     images = np.stack([self.load_image(p) for p in paths]) if paths else np.zeros(
@@ -134,12 +173,13 @@ class Verifier:
 
 
 def load(workdir: str, *, threshold: float | None = None, batch_size: int = 64,
-         max_pixels: int = image_io.DEFAULT_MAX_PIXELS, with_fusion: bool = True) -> Verifier:
+         max_pixels: int = image_io.DEFAULT_MAX_PIXELS, with_fusion: bool = True,
+         framing: Framing = Framing()) -> Verifier:
   """Loads a workdir's best checkpoint; the threshold defaults to the one in summary.json.
 
   Without summary.json (a run still training) and without `threshold`, the Verifier encodes and
   scores but has no threshold to decide with. `with_fusion=False` ignores a fusion stage and
-  decides with the network's own threshold.
+  decides with the network's own threshold. `framing` says how image files are framed.
   """
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'{workdir}: no such workdir')
@@ -150,4 +190,4 @@ def load(workdir: str, *, threshold: float | None = None, batch_size: int = 64,
     threshold = workdir_lib.read_threshold(workdir, ('threshold',) if with_fusion else (
         'cnn_only_threshold', 'threshold'))
   return Verifier(config, params, threshold, batch_size=batch_size, max_pixels=max_pixels,
-                  fusion=fusion)
+                  fusion=fusion, framing=framing)

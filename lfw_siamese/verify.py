@@ -1,5 +1,8 @@
 """Same person or not: `python -m lfw_siamese.verify --workdir DIR IMAGE_A IMAGE_B` (or --pairs).
 
+Faces are detected and aligned to LFW's framing first (the largest of several, or --face INDEX);
+--aligned takes images that are LFW-framed crops already as they are. With no face found, the image
+is an error unless --no-face=center, which scores a centre crop and says so.
 The threshold is the one chosen on validation pairs (WORKDIR/summary.json) unless --threshold.
 A pairs CSV has two columns of image paths (relative paths are relative to the CSV's folder),
 an optional header `image_a,image_b`, and optionally a third column that is copied through.
@@ -14,8 +17,10 @@ import sys
 from typing import NamedTuple
 
 from lfw_siamese import files
+from lfw_siamese import framing_flags
 from lfw_siamese.data import image_io
 from lfw_siamese.data import lists
+from lfw_siamese.detection import align
 
 
 class UsageError(ValueError):
@@ -38,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--max-pixels', type=int, default=image_io.DEFAULT_MAX_PIXELS,
                       help='refuse images with more pixels than this (default %(default)s)')
   parser.add_argument('--batch-size', type=int, default=64)
+  framing_flags.add_flags(parser)
+  parser.add_argument('--figure', metavar='PAIR.png',
+                      help='with two images: draw each photo with its face box and landmarks '
+                      'beside the aligned crop, and the decision')
   return parser
 
 
@@ -77,7 +86,7 @@ def _score_pairs_csv(verifier, args) -> None:
   rows = read_pairs_csv(args.pairs)
   try:
     probabilities = verifier.verify_many([(row.image_a, row.image_b) for row in rows])
-  except image_io.ImageFileError as e:
+  except (image_io.ImageFileError, align.NoFaceError) as e:
     line = next(row.line for row in rows if e.path in (row.image_a, row.image_b))
     raise UsageError(f'{args.pairs}:{line}: {e}') from None
   same = verifier.decide(probabilities)
@@ -104,6 +113,8 @@ def run(argv: list[str]) -> int:
     raise UsageError(f'expected two images (or --pairs FILE.csv), got {len(args.images)}')
   if args.output and not args.pairs:
     raise UsageError('--output goes with --pairs')
+  if args.pairs and (args.figure or args.save_aligned):
+    raise UsageError('--figure and --save-aligned go with two images, not --pairs')
   if args.max_pixels <= 0:
     raise UsageError(f'--max-pixels must be positive, got {args.max_pixels}')
   if not args.pairs:
@@ -111,7 +122,8 @@ def run(argv: list[str]) -> int:
       image_io.read_rgb(path, args.max_pixels)
   from lfw_siamese import inference  # pylint: disable=g-import-not-at-top  (JAX loads slowly)
   verifier = inference.load(args.workdir, threshold=args.threshold, batch_size=args.batch_size,
-                            max_pixels=args.max_pixels)
+                            max_pixels=args.max_pixels,
+                            framing=framing_flags.from_args(args))
   if verifier.threshold is None:
     raise UsageError(f'{os.path.join(args.workdir, "summary.json")}: no such file, so no '
                      'threshold chosen on validation yet (training writes it at the end); '
@@ -119,20 +131,47 @@ def run(argv: list[str]) -> int:
   if args.pairs:
     _score_pairs_csv(verifier, args)
     return 0
-  result = verifier.verify(*args.images)
+  faces = [verifier.read_face(path) for path in args.images]
+  result = {'image_a': args.images[0], 'image_b': args.images[1], **verifier.verify_faces(*faces)}
+  if args.save_aligned:
+    result['aligned_crops'] = [
+        framing_flags.save_network_input(verifier.preprocess(face.crop), path,
+                                         args.save_aligned)
+        for face, path in zip(faces, args.images)]
+  if args.figure:
+    # pylint: disable-next=g-import-not-at-top  (matplotlib loads slowly)
+    from lfw_siamese.evaluation import plots
+    result['figure'] = plots.verified_pair(
+        [image_io.read_rgb(p, args.max_pixels) for p in args.images], faces,
+        [verifier.preprocess(face.crop) for face in faces], result, args.figure)
   if args.json:
     print(json.dumps(result))
-  else:
-    print(f'probability  {result["probability"]:.4f}')
-    print(f'threshold    {result["threshold"]:.4f}')
-    print(f'decision     {"same" if result["same"] else "different"}')
+    return 0
+  for key in ('image_a', 'image_b'):
+    print(f'{key}      {_describe(result["faces"][key])}')
+  print(f'probability  {result["probability"]:.4f}')
+  print(f'threshold    {result["threshold"]:.4f}')
+  print(f'decision     {"same" if result["same"] else "different"}')
+  for warning in result['warnings']:
+    print(f'warning: {warning}', file=sys.stderr)
   return 0
+
+
+def _describe(face: dict) -> str:
+  """One line on how an image was framed."""
+  if face['framing'] == 'as given':
+    return 'taken as an aligned crop (--aligned)'
+  if face['framing'] == 'center':
+    return 'no face found: centre crop (--no-face=center)'
+  width = face['box'][2] - face['box'][0]
+  return (f'{face["faces_found"]} face{"s" if face["faces_found"] > 1 else ""} found, using '
+          f'face {face["face_index"]} ({width:.0f} px wide, confidence {face["confidence"]:.3f})')
 
 
 def main(argv: list[str] | None = None) -> int:
   try:
     return run(sys.argv[1:] if argv is None else argv)
-  except (UsageError, image_io.ImageFileError, FileNotFoundError, ValueError,
+  except (UsageError, image_io.ImageFileError, align.NoFaceError, FileNotFoundError, ValueError,
           lists.LfwDataError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -290,7 +290,7 @@ def test_verify_and_embed_use_the_stage(unrestricted_workdir, tmp_path):
   for name, (person, number) in {'a1': (0, 1), 'a2': (0, 2), 'b1': (3, 1)}.items():
     paths.append(str(faces / f'{name}.png'))
     fake_lfw.face_image(person, number).save(paths[-1])
-  verifier = inference.load(unrestricted_workdir)
+  verifier = inference.load(unrestricted_workdir, framing=inference.Framing(detect=False))
   images = np.stack([verifier.load_image(path) for path in paths])
   stage = fusion.load(unrestricted_workdir)
   alone = inference.load(unrestricted_workdir, with_fusion=False).score(images[[0, 0]], images[1:])

@@ -30,7 +30,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def verifier(workdir):
-  return inference.load(workdir)
+  return inference.load(workdir, framing=inference.Framing(detect=False))
 
 
 @pytest.fixture(scope='module')
@@ -50,9 +50,12 @@ def _summary_threshold(workdir):
 
 
 def test_verify_prints_probability_threshold_and_decision(workdir, faces, capsys):
-  assert verify.main(['--workdir', workdir, faces['a1'], faces['a2']]) == 0
+  assert verify.main(['--workdir', workdir, '--aligned', faces['a1'], faces['a2']]) == 0
   lines = capsys.readouterr().out.splitlines()
-  assert [line.split()[0] for line in lines] == ['probability', 'threshold', 'decision']
+  assert [line.split()[0] for line in lines] == ['image_a', 'image_b', 'probability', 'threshold',
+                                                 'decision']
+  assert 'taken as an aligned crop' in lines[0]
+  lines = lines[2:]
   assert 0.0 <= float(lines[0].split()[1]) <= 1.0
   probability, threshold = float(lines[0].split()[1]), float(lines[1].split()[1])
   assert threshold == pytest.approx(_summary_threshold(workdir), abs=1e-4)
@@ -60,7 +63,7 @@ def test_verify_prints_probability_threshold_and_decision(workdir, faces, capsys
 
 
 def test_verify_json_matches_the_api(workdir, verifier, faces, capsys):
-  assert verify.main(['--workdir', workdir, '--json', faces['a1'], faces['b1']]) == 0
+  assert verify.main(['--workdir', workdir, '--aligned', '--json', faces['a1'], faces['b1']]) == 0
   result = json.loads(capsys.readouterr().out)
   expected = verifier.verify(faces['a1'], faces['b1'])
   assert result['probability'] == pytest.approx(expected['probability'], abs=1e-6)
@@ -69,17 +72,19 @@ def test_verify_json_matches_the_api(workdir, verifier, faces, capsys):
 
 
 def test_threshold_override(workdir, faces, capsys):
-  assert verify.main(['--workdir', workdir, '--json', '--threshold', '0', faces['a1'],
+  assert verify.main(['--workdir', workdir, '--aligned', '--json', '--threshold', '0', faces['a1'],
                       faces['b1']]) == 0
   assert json.loads(capsys.readouterr().out)['same'] is True
-  assert verify.main(['--workdir', workdir, '--json', '--threshold', '1.01', faces['a1'],
+  assert verify.main(['--workdir', workdir, '--aligned', '--json', '--threshold', '1.01',
+                      faces['a1'],
                       faces['b1']]) == 0
   assert json.loads(capsys.readouterr().out)['same'] is False
 
 
 def test_verify_runs_as_a_module(workdir, faces):
   completed = subprocess.run(
-      [sys.executable, '-m', 'lfw_siamese.verify', '--workdir', workdir, '--json', faces['a1'],
+      [sys.executable, '-m', 'lfw_siamese.verify', '--workdir', workdir, '--aligned', '--json',
+       faces['a1'],
        faces['a2']], capture_output=True, text=True, timeout=120, check=False, env=package_env())
   assert completed.returncode == 0, completed.stderr
   assert set(json.loads(completed.stdout)) >= {'probability', 'threshold', 'same'}
@@ -138,7 +143,7 @@ def _bad_files(folder):
 @pytest.mark.parametrize('kind', ['missing', 'not an image', 'truncated', 'empty', 'folder'])
 def test_bad_image_gets_one_line_error_naming_it(workdir, faces, tmp_path, capsys, kind):
   bad = str(_bad_files(tmp_path)[kind])
-  assert verify.main(['--workdir', workdir, faces['a1'], bad]) == 1
+  assert verify.main(['--workdir', workdir, '--aligned', faces['a1'], bad]) == 1
   captured = capsys.readouterr()
   assert captured.out == ''
   assert captured.err.count('\n') == 1 and bad in captured.err and 'Traceback' not in captured.err
@@ -147,7 +152,8 @@ def test_bad_image_gets_one_line_error_naming_it(workdir, faces, tmp_path, capsy
 def test_oversized_image_is_refused_before_decoding(workdir, faces, tmp_path, capsys):
   big = tmp_path / 'big.png'
   Image.new('RGB', (400, 300)).save(big)
-  assert verify.main(['--workdir', workdir, '--max-pixels', '100000', faces['a1'], str(big)]) == 1
+  assert verify.main(['--workdir', workdir, '--aligned', '--max-pixels', '100000', faces['a1'],
+                      str(big)]) == 1
   error = capsys.readouterr().err
   assert str(big) in error and '120,000 pixels' in error and error.count('\n') == 1
   with pytest.raises(image_io.ImageFileError, match='more than the limit'):
@@ -163,9 +169,10 @@ def test_decompression_bomb_is_refused(tmp_path):
 
 
 def test_usage_errors(workdir, faces, capsys):
-  assert verify.main(['--workdir', workdir, faces['a1']]) == 1
+  assert verify.main(['--workdir', workdir, '--aligned', faces['a1']]) == 1
   assert 'expected two images' in capsys.readouterr().err
-  assert verify.main(['--workdir', str(faces['a1']) + '_nowhere', faces['a1'], faces['a2']]) == 1
+  assert verify.main(['--workdir', str(faces['a1']) + '_nowhere', '--aligned', faces['a1'],
+                      faces['a2']]) == 1
   assert 'no such workdir' in capsys.readouterr().err
 
 
@@ -175,7 +182,8 @@ def test_pairs_csv_scores_every_pair(workdir, verifier, faces, tmp_path, capsys)
   pairs.write_text(f"image_a,image_b\n{relative['a1']},{relative['a2']},1\n"
                    f"{relative['a1']},{relative['b1']},0\n{faces['a2']},{faces['b1']}\n")
   output = tmp_path / 'scores.csv'
-  assert verify.main(['--workdir', workdir, '--pairs', str(pairs), '--output', str(output)]) == 0
+  assert verify.main(['--workdir', workdir, '--aligned', '--pairs', str(pairs), '--output',
+                      str(output)]) == 0
   assert 'scored 3 pairs' in capsys.readouterr().out
   with open(output) as f:
     rows = list(csv.DictReader(f))
@@ -190,11 +198,11 @@ def test_pairs_csv_scores_every_pair(workdir, verifier, faces, tmp_path, capsys)
 def test_pairs_csv_errors_name_file_and_line(workdir, faces, tmp_path, capsys):
   pairs = tmp_path / 'pairs.csv'
   pairs.write_text(f"{faces['a1']},{faces['a2']}\n{faces['a1']},missing.png\n")
-  assert verify.main(['--workdir', workdir, '--pairs', str(pairs)]) == 1
+  assert verify.main(['--workdir', workdir, '--aligned', '--pairs', str(pairs)]) == 1
   error = capsys.readouterr().err
   assert f'{pairs}:2:' in error and 'missing.png' in error and error.count('\n') == 1
   pairs.write_text(f"{faces['a1']}\n")
-  assert verify.main(['--workdir', workdir, '--pairs', str(pairs)]) == 1
+  assert verify.main(['--workdir', workdir, '--aligned', '--pairs', str(pairs)]) == 1
   assert f'{pairs}:1: expected' in capsys.readouterr().err
 
 
@@ -221,7 +229,7 @@ def test_encode_embeds_model_shaped_and_raw_images(verifier, faces):
 def test_embed_exports_a_folder(workdir, verifier, tmp_path, capsys):
   folder = os.path.join(eval_workdir.fake_lfw_root(), 'lfw', 'lfw-deepfunneled')
   output = tmp_path / 'out' / 'emb.npz'
-  assert embed.main(['--workdir', workdir, folder, '--output', str(output)]) == 0
+  assert embed.main(['--workdir', workdir, '--aligned', folder, '--output', str(output)]) == 0
   assert 'images ->' in capsys.readouterr().out
   saved = np.load(output)
   expected_paths = sorted(os.path.relpath(p, folder) for p in image_io.find_images(folder))
@@ -237,8 +245,8 @@ def test_embed_fails_or_skips_bad_files(workdir, faces, tmp_path, capsys):
   Image.open(faces['a1']).save(folder / 'nested' / 'a.png')
   (folder / 'broken.jpg').write_text('not an image')
   output = tmp_path / 'emb.npz'
-  assert embed.main(['--workdir', workdir, str(folder), '--output', str(output)]) == 1
+  assert embed.main(['--workdir', workdir, '--aligned', str(folder), '--output', str(output)]) == 1
   assert 'broken.jpg' in capsys.readouterr().err and not output.exists()
-  assert embed.main(['--workdir', workdir, str(folder), '--output', str(output),
+  assert embed.main(['--workdir', workdir, '--aligned', str(folder), '--output', str(output),
                      '--skip-bad']) == 0
   assert np.load(output)['paths'].tolist() == [os.path.join('nested', 'a.png')]

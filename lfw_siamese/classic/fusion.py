@@ -4,7 +4,10 @@ One LBP descriptor per cell grid (config.lbp_fusion.grids: fine cells see local 
 ones tolerate misalignment), and a metric learned on them (lbp_metric.py, when
 config.lbp_fusion.metric.steps > 0). A logistic regression over the CNN's logit, each
 descriptor's cosine and the metric's, fitted on the validation pairs, weighs each score by what
-it adds and gives calibrated same-person probabilities. Training adds the stage when
+it adds and gives calibrated same-person probabilities. A pair whose descriptor cosines lie
+outside the range the regression saw on validation pairs (a photo framed unlike LFW's crops, where
+the descriptors match the background rather than the face) is scored by the network alone,
+calibrated on the same pairs so that the fused threshold still applies. Training adds the stage when
 config.lbp_fusion.enabled; `python -m lfw_siamese.refit_fusion --workdir DIR` adds it to a trained
 workdir (DIR/lbp_fusion.npz), which inference.load then scores with.
 """
@@ -68,6 +71,15 @@ def probabilities(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
   return (1 / (1 + np.exp(-(scores @ weights[:-1] + weights[-1])))).astype(np.float32)
 
 
+def fallback_weights(cnn_logits: np.ndarray, labels: np.ndarray, fused_threshold: float):
+  """(2,) a logistic regression on the CNN's logit alone, shifted so that the fused threshold
+  falls where this regression's own best validation threshold does."""
+  weights = fit(cnn_logits, labels)
+  own_threshold = metrics.best_threshold(probabilities(weights, cnn_logits), labels)
+  weights[-1] += logit(fused_threshold) - logit(own_threshold)
+  return weights
+
+
 def pair_features(cnn_probabilities: np.ndarray, lbp_cosines: np.ndarray) -> np.ndarray:
   """(N, 1 + K) fusion inputs: the CNN's logit and K LBP cosines (given as (N,) or (N, K))."""
   return np.column_stack([logit(cnn_probabilities), np.asarray(lbp_cosines, np.float64)])
@@ -87,6 +99,10 @@ class LbpFusion:
   # metric's, bias.
   weights: np.ndarray
   metric: lbp_metric.LbpMetric | None = None
+  # (2, K [+ 1]): the lowest and highest cosines of the validation pairs, column by column.
+  cosine_range: np.ndarray | None = None
+  # (2,): weight and bias on the CNN's logit alone, for pairs outside cosine_range.
+  fallback: np.ndarray | None = None
 
   def __post_init__(self):
     if len({d.radii for d in self.descriptors}) != 1:
@@ -106,10 +122,25 @@ class LbpFusion:
       columns.append(self.metric.cosines(lbp_a, lbp_b))
     return np.stack(columns, axis=1)
 
+  def out_of_range(self, cosines: np.ndarray) -> np.ndarray:
+    """(N,) True for pairs with a cosine outside the range seen on validation pairs."""
+    if self.cosine_range is None:
+      return np.zeros(len(cosines), bool)
+    return ((cosines < self.cosine_range[0]) | (cosines > self.cosine_range[1])).any(axis=1)
+
   def score(self, cnn_probabilities: np.ndarray, lbp_a: np.ndarray, lbp_b: np.ndarray):
-    """Fused probabilities (N,) from the CNN's and two sides' LBP embeddings (`embed`)."""
-    return probabilities(self.weights,
-                         pair_features(cnn_probabilities, self.cosines(lbp_a, lbp_b)))
+    """Fused probabilities (N,) from the CNN's and two sides' LBP embeddings (`embed`); the
+    network's alone, calibrated, for pairs out of the fitted range."""
+    return self.score_cosines(cnn_probabilities, self.cosines(lbp_a, lbp_b))
+
+  def score_cosines(self, cnn_probabilities: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+    """`score` from the CNN's probabilities and the pairs' `cosines`."""
+    features = pair_features(cnn_probabilities, cosines)
+    fused = probabilities(self.weights, features)
+    outside = self.out_of_range(cosines)
+    if outside.any():
+      fused[outside] = probabilities(self.fallback, features[outside, :1])
+    return fused
 
   def save(self, workdir: str) -> None:
     arrays = {'fusion_weights': self.weights}
@@ -117,6 +148,8 @@ class LbpFusion:
       arrays.update({f'd{i}_{name}': array for name, array in descriptor.arrays().items()})
     if self.metric is not None:
       arrays.update(self.metric.arrays())
+    if self.cosine_range is not None:
+      arrays.update(cosine_range=self.cosine_range, fallback_weights=self.fallback)
     with files.atomic_write(os.path.join(workdir, FILE), 'wb') as f:
       np.savez(f, **arrays)
 
@@ -138,10 +171,14 @@ def load(workdir: str) -> LbpFusion | None:
       weights = np.asarray(arrays['fusion_weights'])
       metric = (lbp_metric.LbpMetric.from_arrays(arrays) if 'metric_mean' in arrays.files
                 else None)
+      # Stages fitted before the range was kept fuse every pair.
+      cosine_range, fallback = ((np.asarray(arrays['cosine_range']),
+                                 np.asarray(arrays['fallback_weights']))
+                                if 'cosine_range' in arrays.files else (None, None))
     if not descriptors or weights.shape != (len(descriptors) + 2 + (metric is not None),):
       raise ValueError(f'{len(descriptors)} descriptors{" and a metric" if metric else ""} and '
                        f'weights of shape {weights.shape}')
-    return LbpFusion(tuple(descriptors), weights, metric)
+    return LbpFusion(tuple(descriptors), weights, metric, cosine_range, fallback)
   except (OSError, ValueError, KeyError) as e:
     raise ValueError(f'{path}: not a fusion stage this version reads ({e}); rebuild it with '
                      f'python -m lfw_siamese.refit_fusion --workdir {workdir}') from None
@@ -186,10 +223,16 @@ def fit_lbp_fusion(settings, data, validation_cnn: np.ndarray, test_cnn: np.ndar
   validation_features = pair_features(validation_cnn, validation_cosines)
   test_features = pair_features(test_cnn, test_cosines)
   labels = data.validation.labels
-  stage = dataclasses.replace(unfitted, weights=fit(validation_features, labels))
-  validation = probabilities(stage.weights, validation_features)
-  test = probabilities(stage.weights, test_features)
+  weights = fit(validation_features, labels)
+  validation = probabilities(weights, validation_features)
+  stage = dataclasses.replace(
+      unfitted, weights=weights,
+      cosine_range=np.stack([validation_cosines.min(axis=0), validation_cosines.max(axis=0)]),
+      fallback=fallback_weights(validation_features[:, :1], labels,
+                                metrics.best_threshold(validation, labels)))
+  test = stage.score_cosines(test_cnn, test_cosines)
   report = metrics.verification_report(validation, labels, test, data.test.labels)
+  report['test_out_of_range'] = float(stage.out_of_range(test_cosines).mean())
   lbp_weights = fit(validation_cosines, labels)
   for name, (validation_alone, test_alone) in (
       ('cnn_only', (validation_cnn, test_cnn)),

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.patches  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np
 
@@ -212,4 +213,47 @@ def fusion_scatter(network_logits: np.ndarray, lbp_logits: np.ndarray, labels: n
   axis.set_ylabel('LBP descriptors: weighted cosines (fused logit units)')
   axis.set_title(title or 'the scores the fusion combines')
   axis.legend(fontsize=8, loc='upper left')
+  return _save(figure, path)
+
+
+def verified_pair(photos: Sequence[np.ndarray], faces: Sequence,
+                  network_inputs: Sequence[np.ndarray],
+                  result: Mapping, path: str) -> str:
+  """Each photo with its detected faces boxed and the used face's landmarks, beside the crop the
+  network saw; the probability, threshold and decision above.
+
+  Args:
+    photos: the two uint8 (H, W, 3) photos as read.
+    faces: their detection/align.AlignedFace framings.
+    network_inputs: uint8 (h, w, C) images the network was given.
+    result: inference.Verifier.verify's output.
+    path: where to write the PNG.
+  """
+  figure, axes = plt.subplots(2, 2, figsize=(7.5, 6.5), width_ratios=(2.2, 1), squeeze=False)
+  for row, (photo, face, crop) in enumerate(zip(photos, faces, network_inputs)):
+    photo_axis, crop_axis = axes[row]
+    photo_axis.imshow(photo)
+    for index, found in enumerate(face.faces):
+      x1, y1, x2, y2 = found.box
+      used = index == face.face_index
+      photo_axis.add_patch(matplotlib.patches.Rectangle(
+          (x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2 if used else 1,
+          edgecolor=_SAME_COLOUR if used else '#999999'))
+      if used:
+        photo_axis.plot(found.landmarks[:, 0], found.landmarks[:, 1], 'o', markersize=3,
+                        color='#ffd92f', markeredgecolor='black', markeredgewidth=0.5)
+    label = {'aligned': f'{len(face.faces)} face(s); face {face.face_index} aligned',
+             'center': 'no face found: centre crop', 'as given': 'taken as given (--aligned)'}
+    photo_axis.set_title(label[face.framing] + (' (small: unreliable)' if face.small else ''),
+                         fontsize=8)
+    crop_axis.imshow(crop[..., 0] if crop.shape[-1] == 1 else crop, cmap='gray', vmin=0,
+                     vmax=255)
+    crop_axis.set_title('the network sees', fontsize=8)
+    for axis in (photo_axis, crop_axis):
+      axis.set_xticks([])
+      axis.set_yticks([])
+  decision = 'same person' if result['same'] else 'different people'
+  figure.suptitle(f'{decision}: p = {result["probability"]:.3f} (threshold '
+                  f'{result["threshold"]:.3f})', fontsize=11,
+                  color=_SAME_COLOUR if result['same'] else _DIFFERENT_COLOUR)
   return _save(figure, path)

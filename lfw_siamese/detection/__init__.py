@@ -1,0 +1,1 @@
+"""Face detection (MTCNN in Flax) and alignment to the training images' framing."""
