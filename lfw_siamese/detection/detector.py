@@ -151,7 +151,7 @@ def _batch_size(count: int) -> int:
 
 
 class Detector:
-  """MTCNN with its weights; `detect` finds the faces in one photo, `detect_many` in several."""
+  """MTCNN with its weights; `detect` finds the faces in a photo."""
 
   def __init__(self, params: dict, settings: Settings = Settings()):
     self.params = params
@@ -226,10 +226,6 @@ class Detector:
       box = np.clip(row[:4], 0, [width - 1, height - 1, width - 1, height - 1])
       faces.append(Face(box, float(row[4]), np.stack([row[5:10], row[10:15]], axis=1)))
     return sorted(faces, key=lambda face: -face.size)
-
-  def detect_many(self, images) -> list[list[Face]]:
-    """`detect` on each photo of a sequence."""
-    return [self.detect(image) for image in images]
 
 
 def load(settings: Settings = Settings(), device: jax.Device | None = None) -> Detector:
